@@ -1,0 +1,42 @@
+# Two commands for a newcomer: `make plan` and `make test`. Both create .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: plan test lint unit schema bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+plan: $(STAMP)
+	$(BIN)/dezky-infra plan
+
+test: lint unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+schema: $(STAMP)
+	$(BIN)/dezky-infra schema --write
+
+bench: $(STAMP)
+	$(BIN)/python bench/plan.py
+
+# Re-resolve the lock after changing pyproject.toml's pins.
+lock:
+	rm -rf /tmp/dezky-lock && $(PYTHON) -m venv /tmp/dezky-lock
+	/tmp/dezky-lock/bin/pip install --quiet --disable-pip-version-check '.[dev]' setuptools==84.2.1
+	/tmp/dezky-lock/bin/pip freeze --all --exclude pip --exclude dezky-infra > requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache
