@@ -1,0 +1,165 @@
+"""Render stack programs offline, under Pulumi's mock runtime, into declared resources.
+
+No engine, no credentials, no network: the real programs run against a mock monitor that
+records every registration (type, logical name, parent, inputs, protect). Each stack gets a
+fresh event loop and fresh mocks, so stacks rendered in one process never see each other.
+Large sets are spread over worker processes to use every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import wait_for_rpcs
+
+from stacks.program import StackInputs, run
+
+PROJECT = "dezky-infra"
+SECRET = "[secret]"
+# Pulumi's marker for a secret value on the wire (rpc._special_sig_key / secret sig).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+# Below this many stacks, starting worker processes costs more than it saves.
+PARALLEL_THRESHOLD = 64
+
+
+@dataclass(frozen=True)
+class DeclaredResource:
+    """One resource as a stack program declares it."""
+
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    protect: bool = False
+    retain_on_delete: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.name)
+
+
+@dataclass(frozen=True)
+class RenderedStack:
+    """The resources one stack declares, in registration order."""
+
+    stack: str
+    resources: tuple[DeclaredResource, ...]
+
+
+class _Recorder(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    """A mock monitor that also keeps what the plain mocks drop: parent and options."""
+
+    def __init__(self) -> None:
+        super().__init__(_Recorder())
+        self.declared: list[DeclaredResource] = []
+        self.names: dict[str, str] = {}
+        self.thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        # The SDK calls the monitor from executor threads and the mock monitor gives each
+        # thread an event loop that nobody closes; own those loops so render() can close them.
+        try:
+            asyncio.get_event_loop()
+        except RuntimeError:
+            self.thread_loops.append(asyncio.new_event_loop())
+            asyncio.set_event_loop(self.thread_loops[-1])
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+        self.names[response.urn] = request.name
+        self.declared.append(
+            DeclaredResource(
+                type=request.type,
+                name=request.name,
+                parent=self.names.get(request.parent),
+                inputs=_public(inputs),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+            )
+        )
+        return response
+
+
+def _public(value: Any) -> Any:
+    """Inputs as plain data: secrets masked, engine-internal keys (``__provider``) dropped."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return SECRET
+        return {k: _public(v) for k, v in sorted(value.items()) if not k.startswith("__")}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    if isinstance(value, pulumi.Output) or type(value).__name__ == "Unknown":
+        return "[computed]"
+    return value
+
+
+def render(inputs: StackInputs) -> RenderedStack:
+    """Run one stack program under mocks and return what it declared."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # before set_mocks: the mocks bind to the current loop
+    monitor = _RecordingMonitor()
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=inputs.stack, preview=False, monitor=monitor)
+    # pulumi 3.257's set_mocks leaves feature_support empty; pulumi-authentik needs this one.
+    settings.SETTINGS.feature_support["parameterization"] = True
+    try:
+        run(inputs)
+        loop.run_until_complete(wait_for_rpcs())
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)
+        for thread_loop in monitor.thread_loops:
+            thread_loop.close()
+    return RenderedStack(inputs.stack, _tree_order(monitor.declared))
+
+
+def _tree_order(declared: list[DeclaredResource]) -> tuple[DeclaredResource, ...]:
+    # Registration order depends on asyncio scheduling; sort into a stable tree order instead.
+    parents = {r.name: r.parent for r in declared}
+
+    def path(resource: DeclaredResource) -> tuple[str, ...]:
+        chain = [resource.name]
+        while parents.get(chain[-1]) is not None and len(chain) < 32:
+            chain.append(str(parents[chain[-1]]))
+        return tuple(reversed(chain))
+
+    return tuple(sorted(declared, key=lambda r: (path(r), r.type)))
+
+
+def render_all(inputs: Sequence[StackInputs], workers: int | None = None) -> list[RenderedStack]:
+    """Render many stacks, in worker processes when there are enough to pay for them."""
+    workers = workers or os.cpu_count() or 1
+    if len(inputs) < PARALLEL_THRESHOLD or workers == 1:
+        return [render(i) for i in inputs]
+    # spawn, not fork: gRPC and asyncio state must not be inherited half-initialised.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        batches = pool.map(_render_batch, _split(list(inputs), workers * 4))
+        return [stack for batch in batches for stack in batch]
+
+
+def _render_batch(batch: list[StackInputs]) -> list[RenderedStack]:
+    return [render(i) for i in batch]
+
+
+def _split(items: list[StackInputs], parts: int) -> Iterator[list[StackInputs]]:
+    size = max(1, -(-len(items) // parts))
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

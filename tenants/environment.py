@@ -1,0 +1,44 @@
+"""An environment (``prod``, ``dev``): the platform settings that tenant specs resolve against.
+
+Each environment is ``environments/<name>.yaml``; the same stack names exist in each, and the
+backend decides which one a run touches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenants.model import Fqdn
+from tenants.problems import Problem, SpecError
+from tenants.yamldoc import parse, read_text
+
+ENVIRONMENTS_DIR = "environments"
+
+
+class Environment(BaseModel):
+    """Platform settings of one environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(strict=True, pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    base_domain: Fqdn = Field(description="Tenants' portals default to <slug>.<base_domain>.")
+
+
+def load_environment(path: Path) -> Environment:
+    """Read and validate ``environments/<name>.yaml``."""
+    shown = str(path)
+    if not path.exists():
+        raise SpecError([Problem(shown, 1, 1, "file", "no such environment file")])
+    doc = parse(read_text(path, shown), shown)
+    try:
+        return Environment.model_validate(doc.data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            line, col = doc.position(tuple(err["loc"]))
+            field = ".".join(str(p) for p in err["loc"]) or "file"
+            problems.append(Problem(shown, line, col, field, err["msg"]))
+        raise SpecError(problems) from None
