@@ -84,6 +84,9 @@ class _RecordingMonitor(mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+        if request.name in self.names.values():
+            # The mock monitor does not reject duplicates; the engine would (same URN).
+            raise ValueError(f"two resources named '{request.name}' in one stack")
         self.names[response.urn] = request.name
         self.declared.append(
             DeclaredResource(
@@ -133,6 +136,8 @@ def render(inputs: StackInputs) -> RenderedStack:
 
 def _tree_order(declared: list[DeclaredResource]) -> tuple[DeclaredResource, ...]:
     # Registration order depends on asyncio scheduling; sort into a stable tree order instead.
+    # Logical names are unique within a stack (components get distinct names), so a parent
+    # is recorded by name.
     parents = {r.name: r.parent for r in declared}
 
     def path(resource: DeclaredResource) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ class TenantNamespace(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/managed-by": "dezky-infra", **args.labels}
         self.namespace = k8s.core.v1.Namespace(
-            f"{name}-ns",
+            f"{name}-namespace",
             metadata={"name": args.namespace, "labels": labels},
             opts=child,
         )

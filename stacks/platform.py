@@ -14,6 +14,6 @@ from tenants.environment import Environment
 
 def build(environment: Environment) -> None:
     """Declare the platform's resources in the current Pulumi program."""
-    groups = PlatformGroups("platform")
+    groups = PlatformGroups("identity")
     pulumi.export("environment", environment.name)
     pulumi.export("tenants_group_id", groups.tenants.id)

@@ -16,8 +16,8 @@ from tenants.model import Tenant
 
 def build(tenant: Tenant, environment: Environment) -> None:
     """Declare the tenant's resources in the current Pulumi program."""
-    groups = TenantGroups(tenant.slug, mapping.groups_args(tenant))
-    namespace = TenantNamespace(tenant.slug, mapping.namespace_args(tenant))
+    groups = TenantGroups("identity", mapping.groups_args(tenant))
+    namespace = TenantNamespace("k8s", mapping.namespace_args(tenant))
     pulumi.export("portal_domain", tenant.resolved_portal_domain(environment.base_domain))
     pulumi.export("namespace", namespace.namespace.metadata.name)
     pulumi.export("members_group_id", groups.members.id)
