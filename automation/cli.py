@@ -103,7 +103,11 @@ def plan(
         raise _fail(EXIT_INVALID, str(exc)) from None
     except (GitError, PlanError) as exc:
         raise _fail(EXIT_OPERATIONAL, f"error: {exc}") from None
-    render = {Format.TEXT: report.to_text, Format.JSON: report.to_json, Format.MARKDOWN: report.to_markdown}
+    render = {
+        Format.TEXT: report.to_text,
+        Format.JSON: report.to_json,
+        Format.MARKDOWN: report.to_markdown,
+    }
     typer.echo(render[output](result), nl=False)
     if summary_file is not None:
         summary_file.write_text(report.to_markdown(result), encoding="utf-8")
@@ -125,6 +129,6 @@ def main() -> None:
     try:
         app()
     except Exception as exc:  # the last line of defence: a message and a code, never a traceback
-        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)  # noqa: T201
-        print("this is a bug in dezky-infra; please report it with the command you ran", file=sys.stderr)  # noqa: T201
+        typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo("this is a bug in dezky-infra; report it with the command you ran", err=True)
         sys.exit(EXIT_INTERNAL)

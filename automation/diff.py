@@ -68,7 +68,11 @@ def compare(old: tuple[DeclaredResource, ...], new: tuple[DeclaredResource, ...]
 
 def _field_changes(old: DeclaredResource, new: DeclaredResource) -> tuple[FieldChange, ...]:
     a, b = _flatten(old.inputs), _flatten(new.inputs)
-    fields = [FieldChange(p, a.get(p), b.get(p)) for p in sorted(a.keys() | b.keys()) if a.get(p) != b.get(p)]
+    fields = [
+        FieldChange(p, a.get(p), b.get(p))
+        for p in sorted(a.keys() | b.keys())
+        if a.get(p) != b.get(p)
+    ]
     for option in ("protect", "retain_on_delete", "parent"):
         if getattr(old, option) != getattr(new, option):
             fields.append(FieldChange(f"({option})", getattr(old, option), getattr(new, option)))

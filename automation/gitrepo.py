@@ -36,7 +36,9 @@ class GitRepo:
         if ref.startswith("-"):
             raise GitError(f"'{ref}' is not a git ref")
         try:
-            return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+            return (
+                self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+            )
         except GitError:
             raise GitError(f"unknown git ref '{ref}'") from None
 

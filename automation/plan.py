@@ -112,7 +112,9 @@ def plan_change(ws: Workspace, base_ref: str, workers: int | None = None) -> Pla
     if any(_is_code(p) for p in changed):
         base = _render_base_with_its_code(git, commit, ws, stacks)
     else:
-        base = {r.stack: r for r in render_all(_base_inputs(git, commit, stacks, base_env), workers)}
+        base = {
+            r.stack: r for r in render_all(_base_inputs(git, commit, stacks, base_env), workers)
+        }
 
     plans = [_stack_plan(s, titles.get(s, s), base.get(s), head.get(s)) for s in sorted(stacks)]
     return Plan(head_env.name, base_ref, tuple(p for p in plans if p is not None))
@@ -133,7 +135,11 @@ def affected_stacks(changed: set[str], ws: Workspace, git: GitRepo, commit: str)
 
 def _tenant_file_slug(path: str) -> str:
     directory, _, name = path.rpartition("/")
-    return name.removesuffix(TENANT_SUFFIX) if directory == TENANTS_DIR and name.endswith(TENANT_SUFFIX) else ""
+    return (
+        name.removesuffix(TENANT_SUFFIX)
+        if directory == TENANTS_DIR and name.endswith(TENANT_SUFFIX)
+        else ""
+    )
 
 
 def _is_code(path: str) -> bool:
@@ -154,7 +160,9 @@ def _base_environment(git: GitRepo, commit: str, ws: Workspace) -> Environment |
     return Environment.model_validate(parse(text, f"{commit[:12]}:{ws.environment_path}").data)
 
 
-def _base_inputs(git: GitRepo, commit: str, stacks: set[str], env: Environment) -> list[StackInputs]:
+def _base_inputs(
+    git: GitRepo, commit: str, stacks: set[str], env: Environment
+) -> list[StackInputs]:
     inputs = [StackInputs.for_platform(env)] if PLATFORM_STACK in stacks else []
     for stack in sorted(stacks):
         slug = tenant_slug(stack)
@@ -162,7 +170,9 @@ def _base_inputs(git: GitRepo, commit: str, stacks: set[str], env: Environment) 
         text = git.read(commit, path) if slug else None
         if text is not None:
             try:
-                inputs.append(StackInputs.for_tenant(parse_tenant(text, f"{commit[:12]}:{path}").tenant, env))
+                inputs.append(
+                    StackInputs.for_tenant(parse_tenant(text, f"{commit[:12]}:{path}").tenant, env)
+                )
             except SpecError:
                 continue  # invalid at the base: it never deployed, so everything is new
     return inputs
@@ -174,12 +184,17 @@ def _render_base_with_its_code(
     with tempfile.TemporaryDirectory(prefix="dezky-base-") as tmp:
         git.export(commit, Path(tmp))
         env = {**os.environ, "PYTHONPATH": tmp, "PYTHONSAFEPATH": "1"}
+        only = ",".join(sorted(stacks))
         argv = [sys.executable, "-m", "automation", "plan", "--format", "json",
-                "--env", ws.environment, "--repo", tmp, "--only", ",".join(sorted(stacks))]  # fmt: skip
-        done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+                "--env", ws.environment, "--repo", tmp, "--only", only]  # fmt: skip
+        done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+            argv, cwd=tmp, env=env, capture_output=True, text=True, check=False
+        )
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise PlanError(f"could not render the base {commit[:12]} with its own code:\n" + "\n".join(detail))
+        raise PlanError(
+            f"could not render the base {commit[:12]} with its own code:\n" + "\n".join(detail)
+        )
     rendered: dict[str, RenderedStack] = {}
     for entry in json.loads(done.stdout)["stacks"]:
         resources = tuple(DeclaredResource(**r) for r in entry["resources"])

@@ -23,10 +23,10 @@ from pulumi.runtime.stack import wait_for_rpcs
 from stacks.program import StackInputs, run
 
 PROJECT = "dezky-infra"
-SECRET = "[secret]"
+SECRET = "[secret]"  # noqa: S105 (the mask, not a secret)
 # Pulumi's marker for a secret value on the wire (rpc._special_sig_key / secret sig).
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 (a marker)
 # Below this many stacks, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 64
 
@@ -59,8 +59,10 @@ class _Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         return f"{args.name}-id", dict(args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 class _RecordingMonitor(mocks.MockMonitor):
@@ -80,7 +82,7 @@ class _RecordingMonitor(mocks.MockMonitor):
         except RuntimeError:
             self.thread_loops.append(asyncio.new_event_loop())
             asyncio.set_event_loop(self.thread_loops[-1])
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
@@ -119,7 +121,9 @@ def render(inputs: StackInputs) -> RenderedStack:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # before set_mocks: the mocks bind to the current loop
     monitor = _RecordingMonitor()
-    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=inputs.stack, preview=False, monitor=monitor)
+    mocks.set_mocks(
+        monitor.mocks, project=PROJECT, stack=inputs.stack, preview=False, monitor=monitor
+    )
     # pulumi 3.257's set_mocks leaves feature_support empty; pulumi-authentik needs this one.
     settings.SETTINGS.feature_support["parameterization"] = True
     try:

@@ -22,11 +22,15 @@ def to_json(plan: Plan) -> str:
             "resources": [asdict(r) for r in sp.resources],
         }
         if sp.changes is not None:
-            entry["changes"] = {op: [_change_json(c) for c in sp.changes.changes if c.op == op] for op in OPS}
+            entry["changes"] = {
+                op: [_change_json(c) for c in sp.changes.changes if c.op == op] for op in OPS
+            }
             entry["notes"] = list(sp.notes)
             entry["orphaned"] = sp.orphaned
         stacks.append(entry)
-    return json.dumps({"environment": plan.environment, "base": plan.base, "stacks": stacks}, indent=2)
+    return json.dumps(
+        {"environment": plan.environment, "base": plan.base, "stacks": stacks}, indent=2
+    )
 
 
 def _change_json(change: ResourceChange) -> dict[str, Any]:
@@ -49,10 +53,14 @@ def to_text(plan: Plan) -> str:
     for sp in plan.stacks:
         lines.append(f"{sp.stack} ({sp.title}): {_summary(sp)}")
         if sp.changes is None:
-            lines += [f"  {r.type}  {r.name}" + ("  [protected]" if r.protect else "") for r in sp.resources]
+            lines += [
+                f"  {r.type}  {r.name}" + ("  [protected]" if r.protect else "")
+                for r in sp.resources
+            ]
         else:
             for change in sp.changes.changes:
-                lines.append(f"  {SYMBOL[change.op]} {change.op:<7} {change.resource.type}  {change.resource.name}")
+                res = change.resource
+                lines.append(f"  {SYMBOL[change.op]} {change.op:<7} {res.type}  {res.name}")
                 lines += _field_lines(change, "        ")
         lines += [f"  ! {note}" for note in sp.notes]
     if not plan.stacks:
@@ -77,7 +85,12 @@ def to_markdown(plan: Plan) -> str:
         lines += [f"| `{sp.stack}` {sp.title} | {len(sp.resources)} |" for sp in plan.stacks]
         return "\n".join(lines) + "\n"
     changed = [sp for sp in plan.stacks if sp.orphaned or (sp.changes and not sp.changes.empty)]
-    lines = [head, "", f"Compared with `{plan.base}`: {len(changed)} of {len(plan.stacks)} affected stacks change."]
+    lines = [
+        head,
+        "",
+        f"Compared with `{plan.base}`: {len(changed)} of {len(plan.stacks)} affected stacks "
+        "change.",
+    ]
     data = [(sp, n) for sp in plan.stacks for n in sp.notes]
     if data:
         lines += ["", "**Customer data**", ""] + [f"- `{sp.stack}`: {n}" for sp, n in data]

@@ -40,7 +40,15 @@ def parse_tenant(text: str, shown: str) -> TenantFile:
     if not isinstance(doc.data, dict):
         kind = "a list" if isinstance(doc.data, list) else f"'{doc.data}'"
         raise SpecError(
-            [Problem(shown, 1, 1, "file", f"expected a mapping of fields (slug, name, plan), got {kind}")]
+            [
+                Problem(
+                    shown,
+                    1,
+                    1,
+                    "file",
+                    f"expected a mapping of fields (slug, name, plan), got {kind}",
+                )
+            ]
         )
     try:
         return TenantFile(Tenant.model_validate(doc.data), doc)
@@ -124,7 +132,6 @@ def _to_problem(doc: YamlDoc, err: ErrorDetails) -> Problem:
     else:
         message = err["msg"].removeprefix("Value error, ")
     return Problem(doc.path, line, col, _field(loc), message)
-
 
 
 def _yaml_loc(loc: tuple[int | str, ...]) -> Loc:

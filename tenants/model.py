@@ -17,13 +17,13 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-        ValidationInfo,
+    ValidationInfo,
     field_validator,
 )
 
 from tenants.plans import PLANS, Mfa, Plan
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 RESERVED_SLUGS = frozenset(
     {
@@ -63,7 +63,9 @@ def _check_fqdn(value: str) -> str:
 
 
 Slug = Annotated[
-    str, Field(strict=True, min_length=2, max_length=32, pattern=SLUG_PATTERN), AfterValidator(_check_slug)
+    str,
+    Field(strict=True, min_length=2, max_length=32, pattern=SLUG_PATTERN),
+    AfterValidator(_check_slug),
 ]
 GigaBytes = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
 Fqdn = Annotated[str, Field(strict=True, min_length=3, max_length=253), AfterValidator(_check_fqdn)]

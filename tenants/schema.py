@@ -11,5 +11,8 @@ SCHEMA_PATH = Path(__file__).with_name("tenant.schema.json")
 
 
 def generate() -> str:
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Tenant.model_json_schema()}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **Tenant.model_json_schema(),
+    }
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"

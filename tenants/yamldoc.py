@@ -135,7 +135,10 @@ class _Walker:
                 raise _problem(self.doc.path, key_node.start_mark, "keys must be plain names")
             if key in result:
                 raise _problem(self.doc.path, key_node.start_mark, f"duplicate key '{key}'")
-            self.doc.keys[(*loc, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            self.doc.keys[(*loc, key)] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
             result[key] = self.value(value_node, (*loc, key), depth + 1)
         return result
 
