@@ -115,12 +115,15 @@ def plan(
 
 @app.command("schema")
 def schema_command(
-    write: Annotated[bool, typer.Option(help=f"Write {schema.SCHEMA_PATH.name}.")] = False,
+    write: Annotated[
+        bool, typer.Option(help="Write tenants/tenant.schema.json and docs/tenant-spec.md.")
+    ] = False,
 ) -> None:
     """Print (or write) the JSON Schema of tenant files."""
     text = schema.generate()
     if write:
         schema.SCHEMA_PATH.write_text(text, encoding="utf-8")
+        schema.REFERENCE_PATH.write_text(schema.reference(), encoding="utf-8")
     else:
         typer.echo(text, nl=False)
 

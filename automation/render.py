@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -116,7 +116,7 @@ def _public(value: Any) -> Any:
     return value
 
 
-def render(inputs: StackInputs) -> RenderedStack:
+def render(inputs: StackInputs, program: Callable[[StackInputs], None] = run) -> RenderedStack:
     """Run one stack program under mocks and return what it declared."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # before set_mocks: the mocks bind to the current loop
@@ -126,8 +126,10 @@ def render(inputs: StackInputs) -> RenderedStack:
     )
     # pulumi 3.257's set_mocks leaves feature_support empty; pulumi-authentik needs this one.
     settings.SETTINGS.feature_support["parameterization"] = True
+    # set_mocks keeps the pending-output set; a failed render must not leave tasks in it.
+    settings.SETTINGS.outputs.clear()
     try:
-        run(inputs)
+        program(inputs)
         loop.run_until_complete(wait_for_rpcs())
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())

@@ -15,6 +15,8 @@ from tests.conftest import REPO
 def test_json_schema_is_in_sync_with_the_models() -> None:
     committed = schema.SCHEMA_PATH.read_text(encoding="utf-8")
     assert committed == schema.generate(), "stale: run `make schema` and commit the result"
+    reference = schema.REFERENCE_PATH.read_text(encoding="utf-8")
+    assert reference == schema.reference(), "stale: run `make schema` and commit the result"
 
 
 def test_packages_are_imported_from_this_checkout() -> None:

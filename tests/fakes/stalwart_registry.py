@@ -1,0 +1,325 @@
+"""The object side of the fake Stalwart: ``x:Domain`` and ``x:DkimSignature`` in memory.
+
+Follows the 0.16 registry: property update modes (``serverSet`` writes give ``invalidPatch``),
+defaults, unique domain names (``primaryKeyViolation``), the DKIM -> Domain foreign key
+(``objectIsLinked`` / ``invalidForeignKey``), DKIM keys made by a background task after a create
+with ``dkimManagement`` Automatic, and ``dnsZoneFile`` computed on get in Stalwart's BIND format.
+Not thread-safe by itself: the server calls it under one lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+Json = dict[str, Any]
+Result = tuple[str, Json]
+
+DOMAIN_PROPS = {
+    "name", "aliases", "isEnabled", "createdAt", "description", "logo", "certificateManagement",
+    "dkimManagement", "dnsManagement", "memberTenantId", "directoryId", "catchAllAddress",
+    "subAddressing", "allowRelaying", "reportAddressUri", "dnsZoneFile",
+}  # fmt: skip
+DKIM_PROPS = {
+    "@type", "domainId", "selector", "privateKey", "publicKey", "createdAt", "stage",
+    "nextTransitionAt", "canonicalization", "headers", "expire", "report", "auid", "thirdParty",
+    "thirdPartyHash", "memberTenantId",
+}  # fmt: skip
+SERVER_SET = {"createdAt", "dnsZoneFile", "publicKey"}
+ALGORITHMS = {"Dkim1Ed25519Sha256": True, "Dkim1RsaSha256": True}
+
+
+def _set_error(kind: str, **extra: Any) -> Json:
+    return {"type": kind, **extra}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Registry:
+    """Domains and DKIM signatures with Stalwart's validation and SetError shapes."""
+
+    def __init__(self, mx_host: str = "mail.dezky.test") -> None:
+        self.mx_host = mx_host
+        self.domains: dict[str, Json] = {}
+        self.dkim: dict[str, Json] = {}
+        self.links: dict[str, list[tuple[str, str]]] = {}
+        """Other objects (e.g. Account) that reference a domain, by domain id."""
+        self.dkim_delay: float | None = 0.2
+        """Seconds until the DKIM task runs after a create; None: it never runs."""
+        self._tasks: list[tuple[float, str]] = []
+        self._ids = itertools.count(1)
+
+    def method(self, name: str) -> Callable[[Json], Result] | None:
+        return {
+            "x:Domain/query": self._domain_query,
+            "x:Domain/get": lambda a: self._get(a, self.domains, DOMAIN_PROPS, self._domain_view),
+            "x:Domain/set": self._domain_set,
+            "x:DkimSignature/query": self._dkim_query,
+            "x:DkimSignature/get": lambda a: self._get(a, self.dkim, DKIM_PROPS, self._dkim_view),
+            "x:DkimSignature/set": self._dkim_set,
+        }.get(name)
+
+    def run_tasks(self) -> None:
+        """Run background tasks that are due (DKIM key generation)."""
+        now = time.monotonic()
+        due = [t for t in self._tasks if t[0] <= now]
+        self._tasks = [t for t in self._tasks if t[0] > now]
+        for _, domain_id in due:
+            domain = self.domains.get(domain_id)
+            if domain and domain["dkimManagement"].get("@type") == "Automatic":
+                for algorithm in domain["dkimManagement"].get("algorithms", ALGORITHMS):
+                    self.add_dkim(domain_id, algorithm)
+
+    def add_dkim(self, domain_id: str, algorithm: str, stage: str = "active") -> str:
+        short = "rsa" if "Rsa" in algorithm else "ed25519"
+        key_id = self.new_id()
+        self.dkim[key_id] = {
+            "@type": algorithm,
+            "domainId": domain_id,
+            "selector": f"v1-{short}-{datetime.now(UTC):%Y%m%d}",
+            "privateKey": {"@type": "Text", "secret": "-----BEGIN PRIVATE KEY-----\nMC4C\n"},
+            "publicKey": base64.b64encode(os.urandom(294 if short == "rsa" else 32)).decode(),
+            "createdAt": _now(),
+            "stage": stage,
+        }
+        return key_id
+
+    def new_id(self) -> str:
+        return f"b{next(self._ids)}"
+
+    def owner_of(self, name: str, skip: str | None = None) -> str | None:
+        for domain_id, domain in self.domains.items():
+            if domain_id != skip and (domain["name"] == name or name in domain["aliases"]):
+                return domain_id
+        return None
+
+    # --- x:Domain ------------------------------------------------------------------------
+
+    def _domain_query(self, args: Json) -> Result:
+        filter_ = args.get("filter") or {}
+        for key in filter_:
+            if key not in {"name", "text"}:
+                return self._unsupported(key)
+        ids = [
+            i
+            for i, d in self.domains.items()
+            if filter_.get("name", d["name"]) == d["name"]
+            and filter_.get("text", "") in f"{d['name']} {d.get('description') or ''}"
+        ]
+        return self._query_response(ids)
+
+    def _domain_set(self, args: Json) -> Result:
+        def create(obj: Json) -> Json:
+            problem = self._writable(obj, DOMAIN_PROPS) or self._domain_problem(obj, None)
+            if problem:
+                return problem
+            domain_id = self.new_id()
+            self.domains[domain_id] = {
+                "aliases": {}, "isEnabled": True, "description": None,
+                "certificateManagement": {"@type": "Manual"},
+                "dkimManagement": {"@type": "Automatic", "algorithms": dict(ALGORITHMS)},
+                "dnsManagement": {"@type": "Manual"}, "subAddressing": {"@type": "Enabled"},
+                "allowRelaying": False, "reportAddressUri": "mailto:postmaster",
+                **obj, "createdAt": _now(),
+            }  # fmt: skip
+            if self.domains[domain_id]["dkimManagement"].get("@type") == "Automatic":
+                if self.dkim_delay is not None:
+                    self._tasks.append((time.monotonic() + self.dkim_delay, domain_id))
+            return {"id": domain_id, "createdAt": self.domains[domain_id]["createdAt"]}
+
+        def update(domain_id: str, patch: Json) -> Json | None:
+            problem = self._writable(patch, DOMAIN_PROPS)
+            merged = {**self.domains[domain_id], **patch}
+            problem = problem or self._domain_problem(merged, domain_id)
+            if problem:
+                return problem
+            self.domains[domain_id] = merged
+            return None
+
+        def linked(domain_id: str) -> list[tuple[str, str]]:
+            keys = [
+                ("DkimSignature", k) for k, v in self.dkim.items() if v["domainId"] == domain_id
+            ]
+            return keys + self.links.get(domain_id, [])
+
+        return self._set(args, "Domain", self.domains, create, update, linked)
+
+    def _domain_problem(self, obj: Json, domain_id: str | None) -> Json | None:
+        name = obj.get("name")
+        if not isinstance(name, str) or not name:
+            return _set_error("validationFailed", validationErrors=[
+                {"type": "Required", "property": "name"}])  # fmt: skip
+        if "." not in name or name != name.lower() or " " in name:
+            return _set_error("validationFailed", validationErrors=[
+                {"type": "Invalid", "property": "name", "value": name}])  # fmt: skip
+        if obj.get("description") == "":
+            return _set_error("validationFailed", validationErrors=[
+                {"type": "MinLength", "property": "description", "required": 1}])  # fmt: skip
+        existing = self.owner_of(name, skip=domain_id)
+        if existing:
+            return _set_error("primaryKeyViolation", properties=["name"],
+                              objectId={"object": "Domain", "id": existing})  # fmt: skip
+        return None
+
+    def _domain_view(self, domain_id: str, props: set[str]) -> Json:
+        domain = self.domains[domain_id]
+        view = {k: v for k, v in domain.items() if k in props}
+        if "dnsZoneFile" in props:
+            view["dnsZoneFile"] = self.zone_file(domain_id)
+        return view
+
+    def zone_file(self, domain_id: str) -> str:
+        """What ``build_bind_dns_records`` writes, for a server with one MX and no ACME."""
+        domain = self.domains[domain_id]
+        name, mx, lines = domain["name"], self.mx_host, []
+        for key in self.dkim.values():
+            if key["domainId"] == domain_id and key["stage"] in ("active", "retiring"):
+                kind = "rsa" if "Rsa" in key["@type"] else "ed25519"
+                value = f"v=DKIM1; k={kind}; h=sha256; p={key['publicKey']}"
+                lines.append(_txt(f"{key['selector']}._domainkey.{name}.", value))
+        if mx.endswith(f".{name}"):
+            lines.append(_txt(f"{mx}.", "v=spf1 a -all"))
+        lines.append(_txt(f"{name}.", "v=spf1 mx -all"))
+        lines.append(f"{name}. IN MX 10 {mx}.\n")
+        uri = domain.get("reportAddressUri")
+        if uri:
+            rua = f"{uri}@{name}" if uri.startswith("mailto:") and "@" not in uri else uri
+            lines.append(_txt(f"_dmarc.{name}.", f"v=DMARC1; p=reject; rua={rua}"))
+        lines.append(f"_jmap._tcp.{name}. IN SRV 0 1 443 {mx}.\n")
+        lines.append(f"_imaps._tcp.{name}. IN SRV 0 1 993 {mx}.\n")
+        if uri:
+            lines.append(_txt(f"_smtp._tls.{name}.", f"v=TLSRPTv1; rua={rua}"))
+        lines.append(f"autoconfig.{name}. IN CNAME {mx}.\n")
+        lines.append(f"autodiscover.{name}. IN CNAME {mx}.\n")
+        return "".join(lines)
+
+    # --- x:DkimSignature -----------------------------------------------------------------
+
+    def _dkim_query(self, args: Json) -> Result:
+        filter_ = args.get("filter") or {}
+        for key in filter_:
+            if key != "domainId":
+                return self._unsupported(key)
+        wanted = filter_.get("domainId")
+        ids = [k for k, v in self.dkim.items() if wanted in (None, v["domainId"])]
+        return self._query_response(ids)
+
+    def _dkim_set(self, args: Json) -> Result:
+        def create(obj: Json) -> Json:
+            problem = self._writable(obj, DKIM_PROPS)
+            if problem:
+                return problem
+            if obj.get("domainId") not in self.domains:
+                return _set_error("invalidForeignKey",
+                                  objectId={"object": "Domain", "id": obj.get("domainId")})  # fmt: skip
+            secret = (obj.get("privateKey") or {}).get("secret", "")
+            if not obj.get("selector") or "PRIVATE KEY" not in secret:
+                return _set_error("invalidProperties", properties=["privateKey"],
+                                  description="Failed to validate DKIM signature")  # fmt: skip
+            key_id = self.add_dkim(obj["domainId"], obj.get("@type", "Dkim1Ed25519Sha256"))
+            self.dkim[key_id].update(obj)
+            return {"id": key_id}
+
+        def update(key_id: str, patch: Json) -> Json | None:
+            problem = self._writable(patch, DKIM_PROPS)
+            if problem is None:
+                self.dkim[key_id].update(patch)
+            return problem
+
+        return self._set(args, "DkimSignature", self.dkim, create, update, lambda _: [])
+
+    def _dkim_view(self, key_id: str, props: set[str]) -> Json:
+        return {k: v for k, v in self.dkim[key_id].items() if k in props or k == "@type"}
+
+    # --- shared method shapes ------------------------------------------------------------
+
+    def _get(
+        self, args: Json, store: dict[str, Json], known: set[str], view: Callable[..., Json]
+    ) -> Result:
+        ids = args.get("ids")
+        props = set(args.get("properties") or known)
+        found = [i for i in (store if ids is None else ids) if i in store]
+        return "get", {
+            "accountId": "admin", "state": "s1",
+            "list": [{"id": i, **view(i, props)} for i in found],
+            "notFound": [i for i in ids or [] if i not in store],
+        }  # fmt: skip
+
+    def _set(
+        self,
+        args: Json,
+        obj: str,
+        store: dict[str, Json],
+        create: Callable[[Json], Json],
+        update: Callable[[str, Json], Json | None],
+        linked: Callable[[str], list[tuple[str, str]]],
+    ) -> Result:
+        out: Json = {"accountId": "admin", "oldState": "s1", "newState": "s2"}
+        created, not_created, updated, not_updated = {}, {}, {}, {}
+        destroyed, not_destroyed = [], {}
+        for cid, body in (args.get("create") or {}).items():
+            result = create(body)
+            (not_created if "type" in result else created)[cid] = result
+        for target, patch in (args.get("update") or {}).items():
+            problem = update(target, patch) if target in store else _set_error("notFound")
+            if problem:
+                not_updated[target] = problem
+            else:
+                updated[target] = None
+        for target in args.get("destroy") or []:
+            refs = linked(target) if target in store else []
+            if target not in store:
+                not_destroyed[target] = _set_error("notFound")
+            elif refs:
+                not_destroyed[target] = _set_error(
+                    "objectIsLinked", objectId={"object": obj, "id": target},
+                    linkedObjects=[{"object": o, "id": i} for o, i in refs])  # fmt: skip
+            else:
+                del store[target]
+                destroyed.append(target)
+        for key, value in (
+            ("created", created), ("notCreated", not_created), ("updated", updated),
+            ("notUpdated", not_updated), ("destroyed", destroyed), ("notDestroyed", not_destroyed),
+        ):  # fmt: skip
+            out[key] = value or None
+        return "set", out
+
+    def _writable(self, obj: Any, known: set[str]) -> Json | None:
+        if not isinstance(obj, dict):
+            return _set_error("invalidProperties", description="expected an object")
+        unknown = [k for k in obj if k not in known]
+        if unknown:
+            return _set_error("invalidProperties", properties=unknown)
+        server_set = [k for k in obj if k in SERVER_SET]
+        if server_set:
+            return _set_error("invalidPatch", properties=server_set,
+                              description="Cannot modify server set property")  # fmt: skip
+        return None
+
+    def _query_response(self, ids: list[str]) -> Result:
+        return "query", {
+            "accountId": "admin", "queryState": "s1", "canCalculateChanges": False,
+            "position": 0, "ids": ids, "total": len(ids),
+        }  # fmt: skip
+
+    def _unsupported(self, key: str) -> Result:
+        return "error", {
+            "type": "unsupportedFilter",
+            "description": f"Filter on property {key} is not supported or invalid",
+        }
+
+
+def _txt(name: str, value: str) -> str:
+    """A TXT line as Stalwart's BindSerializer writes it: 255-byte chunks in parentheses."""
+    text = value.replace("\\", "\\\\").replace('"', '\\"')
+    if len(value) <= 255:
+        return f'{name} IN TXT "{text}"\n'
+    chunks = "".join(f'    "{text[i : i + 255]}"\n' for i in range(0, len(text), 255))
+    return f"{name} IN TXT (\n{chunks})\n"
