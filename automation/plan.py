@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydantic
+
 from automation import datanotes
 from automation.diff import StackChanges, compare
 from automation.gitrepo import GitRepo
@@ -157,7 +159,11 @@ def _base_environment(git: GitRepo, commit: str, ws: Workspace) -> Environment |
     text = git.read(commit, ws.environment_path)
     if text is None:
         return None
-    return Environment.model_validate(parse(text, f"{commit[:12]}:{ws.environment_path}").data)
+    shown = f"{commit[:12]}:{ws.environment_path}"
+    try:
+        return Environment.model_validate(parse(text, shown).data)
+    except (SpecError, pydantic.ValidationError) as exc:
+        raise PlanError(f"{shown} is not a valid environment at the base: {exc}") from None
 
 
 def _base_inputs(
@@ -205,10 +211,9 @@ def _render_base_with_its_code(
 def _stack_plan(
     stack: str, title: str, base: RenderedStack | None, head: RenderedStack | None
 ) -> StackPlan | None:
-    if head is None and base is None:
-        return None
     if head is None:
-        assert base is not None  # noqa: S101 (narrowing; both None returned above)
+        if base is None:
+            return None
         note = (f"tenant file removed: nothing is destroyed and all data is kept; to offboard, "
                 f"set `status: offboarding`, merge, then destroy {stack} explicitly")  # fmt: skip
         return StackPlan(stack, title, base.resources, StackChanges(), (note,), orphaned=True)
