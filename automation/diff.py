@@ -16,6 +16,7 @@ REPLACE_ON: dict[str, frozenset[str]] = {
     "kubernetes:core/v1:Namespace": frozenset({"metadata.name"}),
     "kubernetes:core/v1:ResourceQuota": frozenset({"metadata.name", "metadata.namespace"}),
     "pulumi-python:dynamic/stalwart:Domain": frozenset({"domain"}),
+    "authentik:index/flow:Flow": frozenset({"slug"}),
 }
 
 

@@ -20,6 +20,7 @@ import pulumi
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import wait_for_rpcs
 
+from stacks import refs
 from stacks.program import StackInputs, run
 
 PROJECT = "dezky-infra"
@@ -27,6 +28,9 @@ SECRET = "[secret]"  # noqa: S105 (the mask, not a secret)
 # Pulumi's marker for a secret value on the wire (rpc._special_sig_key / secret sig).
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 (a marker)
+# Outputs that providers compute and programs pass on; the mocks name them after their owner
+# ("login-flow.uuid") so the plan shows which resource a reference points at.
+COMPUTED_OUTPUTS: dict[str, tuple[str, ...]] = {"authentik:index/flow:Flow": ("uuid",)}
 # Below this many stacks, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 64
 
@@ -57,7 +61,12 @@ class RenderedStack:
 
 class _Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return f"{args.name}-id", dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            # Offline, the platform's outputs are named placeholders that read well in a plan.
+            outputs = {name: f"${{platform.{name}}}" for name in refs.OUTPUT_NAMES}
+            return args.name, {"name": args.name, "outputs": outputs, "secretOutputNames": []}
+        computed = {key: f"{args.name}.{key}" for key in COMPUTED_OUTPUTS.get(args.typ, ())}
+        return f"{args.name}-id", {**computed, **args.inputs}
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
@@ -74,7 +83,7 @@ class _RecordingMonitor(mocks.MockMonitor):
         self.names: dict[str, str] = {}
         self.thread_loops: list[asyncio.AbstractEventLoop] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def _adopt_thread_loop(self) -> None:
         # The SDK calls the monitor from executor threads and the mock monitor gives each
         # thread an event loop that nobody closes; own those loops so render() can close them.
         try:
@@ -82,6 +91,17 @@ class _RecordingMonitor(mocks.MockMonitor):
         except RuntimeError:
             self.thread_loops.append(asyncio.new_event_loop())
             asyncio.set_event_loop(self.thread_loops[-1])
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        self._adopt_thread_loop()
+        return super().ReadResource(request)  # type: ignore[no-untyped-call]
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        self._adopt_thread_loop()
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        self._adopt_thread_loop()
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response

@@ -48,17 +48,73 @@ class TenantGroups(pulumi.ComponentResource):
         self.register_outputs({"members_id": self.members.id, "admins_id": self.admins.id})
 
 
-class PlatformGroups(pulumi.ComponentResource):
-    """The parent group ``tenants`` under which every tenant's groups live."""
+@dataclass(frozen=True)
+class TenantLoginArgs:
+    """Inputs of ``TenantLogin``: the brand's domain and the shared stages to bind."""
 
-    tenants: authentik.Group
+    slug: str
+    display_name: str
+    portal_domain: str
+    suspended: bool
+    identification_stage: pulumi.Input[str]
+    second_factor_stage: pulumi.Input[str]
+    login_stage: pulumi.Input[str]
+    deny_policy: pulumi.Input[str]
+    recovery_flow: pulumi.Input[str]
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("dezky:identity:PlatformGroups", name, None, opts)
-        self.tenants = authentik.Group(
-            f"{name}-tenants",
-            name="tenants",
-            attributes=json.dumps({"managedBy": "dezky-infra"}),
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+
+class TenantLogin(pulumi.ComponentResource):
+    """The tenant's brand on its portal domain, with its own authentication flow.
+
+    The flow binds the shared identification, second-factor and login stages; a suspended
+    tenant's flow also binds the deny policy, so nobody can log in through its brand while
+    every account and all data stay as they are.
+    """
+
+    flow: authentik.Flow
+    brand: authentik.Brand
+
+    def __init__(
+        self, name: str, args: TenantLoginArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("dezky:identity:TenantLogin", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.flow = authentik.Flow(
+            f"{name}-flow",
+            slug=f"{args.slug}-authentication",
+            name=f"{args.display_name} sign-in",
+            title=f"Sign in to {args.display_name}",
+            designation="authentication",
+            opts=child,
         )
-        self.register_outputs({"tenants_id": self.tenants.id})
+        stages = (
+            (10, args.identification_stage),
+            (20, args.second_factor_stage),
+            (100, args.login_stage),
+        )
+        for order, stage in stages:
+            authentik.FlowStageBinding(
+                f"{name}-binding-{order}",
+                target=self.flow.uuid,
+                stage=stage,
+                order=order,
+                opts=child,
+            )
+        if args.suspended:
+            authentik.PolicyBinding(
+                f"{name}-suspended",
+                target=self.flow.uuid,
+                policy=args.deny_policy,
+                order=0,
+                opts=child,
+            )
+        self.brand = authentik.Brand(
+            f"{name}-brand",
+            domain=args.portal_domain,
+            branding_title=args.display_name,
+            flow_authentication=self.flow.uuid,
+            flow_recovery=args.recovery_flow,
+            attributes=json.dumps({"tenantSlug": args.slug}),
+            opts=child,
+        )
+        self.register_outputs({"flow": self.flow.uuid, "brand": self.brand.id})

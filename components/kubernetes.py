@@ -17,11 +17,17 @@ class TenantNamespaceArgs:
     cpu_cores: int
     memory_gib: int
     max_pods: int
+    ingress_namespace: str
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+# Per-container defaults: a pod without resources still counts against the quota sensibly.
+CONTAINER_DEFAULTS = {"cpu": "500m", "memory": "512Mi"}
+CONTAINER_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+
+
 class TenantNamespace(pulumi.ComponentResource):
-    """Namespace ``tenant-<slug>`` with a ResourceQuota from the tenant's plan."""
+    """Namespace ``tenant-<slug>``: quota and limits from the plan, default-deny ingress."""
 
     namespace: k8s.core.v1.Namespace
     quota: k8s.core.v1.ResourceQuota
@@ -45,10 +51,51 @@ class TenantNamespace(pulumi.ComponentResource):
             "limits.memory": f"{args.memory_gib * 2}Gi",
             "pods": str(args.max_pods),
         }
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.quota = k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata={"name": "tenant-quota", "namespace": args.namespace, "labels": labels},
             spec={"hard": hard},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            opts=in_namespace,
+        )
+        k8s.core.v1.LimitRange(
+            f"{name}-limits",
+            metadata={"name": "tenant-limits", "namespace": args.namespace, "labels": labels},
+            spec={
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": CONTAINER_DEFAULTS,
+                        "defaultRequest": CONTAINER_REQUESTS,
+                    }
+                ]
+            },
+            opts=in_namespace,
+        )
+        # Default deny: only the ingress controller and pods of this namespace may connect.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={
+                "name": "default-deny-ingress",
+                "namespace": args.namespace,
+                "labels": labels,
+            },
+            spec={
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"podSelector": {}},
+                            {"namespaceSelector": _named(args.ingress_namespace)},
+                        ]
+                    }
+                ],
+            },
+            opts=in_namespace,
         )
         self.register_outputs({"namespace": args.namespace})
+
+
+def _named(namespace: str) -> dict[str, dict[str, str]]:
+    return {"matchLabels": {"kubernetes.io/metadata.name": namespace}}

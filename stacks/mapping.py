@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from components.identity import TenantGroupsArgs
+from components.identity import TenantGroupsArgs, TenantLoginArgs
 from components.kubernetes import TenantNamespaceArgs
 from stacks import naming
-from tenants.model import Tenant
-from tenants.plans import PLANS
+from stacks.refs import PlatformRefs
+from tenants.environment import Environment
+from tenants.model import Status, Tenant
+from tenants.plans import PLANS, Mfa
 
 
 def tenant_labels(tenant: Tenant) -> dict[str, str]:
@@ -17,21 +19,37 @@ def tenant_labels(tenant: Tenant) -> dict[str, str]:
     }
 
 
-def groups_args(tenant: Tenant, parent_group: str | None = None) -> TenantGroupsArgs:
+def groups_args(tenant: Tenant, refs: PlatformRefs) -> TenantGroupsArgs:
     return TenantGroupsArgs(
         slug=tenant.slug,
         display_name=tenant.name,
         plan=tenant.plan.value,
-        parent_group=parent_group,
+        parent_group=refs.tenants_group_id,
     )
 
 
-def namespace_args(tenant: Tenant) -> TenantNamespaceArgs:
+def login_args(tenant: Tenant, environment: Environment, refs: PlatformRefs) -> TenantLoginArgs:
+    required = tenant.effective_mfa is Mfa.REQUIRED
+    return TenantLoginArgs(
+        slug=tenant.slug,
+        display_name=tenant.name,
+        portal_domain=tenant.resolved_portal_domain(environment.base_domain),
+        suspended=tenant.status is Status.SUSPENDED,
+        identification_stage=refs.identification_stage_id,
+        second_factor_stage=refs.mfa_required_stage_id if required else refs.mfa_optional_stage_id,
+        login_stage=refs.login_stage_id,
+        deny_policy=refs.deny_policy_id,
+        recovery_flow=refs.recovery_flow_id,
+    )
+
+
+def namespace_args(tenant: Tenant, environment: Environment) -> TenantNamespaceArgs:
     plan = PLANS[tenant.plan]
     return TenantNamespaceArgs(
         namespace=naming.tenant_namespace(tenant.slug),
         cpu_cores=plan.cpu_cores,
         memory_gib=plan.memory_gib,
         max_pods=plan.max_pods,
+        ingress_namespace=environment.ingress_namespace,
         labels=tenant_labels(tenant),
     )

@@ -25,6 +25,11 @@ class Environment(BaseModel):
 
     name: str = Field(strict=True, pattern=r"^[a-z][a-z0-9-]{0,15}$")
     base_domain: Fqdn = Field(description="Tenants' portals default to <slug>.<base_domain>.")
+    ingress_namespace: str = Field(
+        default="kube-system",
+        strict=True,
+        description="Namespace of the ingress controller (k3s runs Traefik in kube-system).",
+    )
 
 
 def load_environment(path: Path) -> Environment:
