@@ -60,42 +60,39 @@ class TenantNamespace(pulumi.ComponentResource):
         )
         k8s.core.v1.LimitRange(
             f"{name}-limits",
-            metadata={"name": "tenant-limits", "namespace": args.namespace, "labels": labels},
-            spec={
-                "limits": [
-                    {
-                        "type": "Container",
-                        "default": CONTAINER_DEFAULTS,
-                        "defaultRequest": CONTAINER_REQUESTS,
-                    }
+            metadata=_meta("tenant-limits", args.namespace, labels),
+            spec=k8s.core.v1.LimitRangeSpecArgs(
+                limits=[
+                    k8s.core.v1.LimitRangeItemArgs(
+                        type="Container",
+                        default=CONTAINER_DEFAULTS,
+                        default_request=CONTAINER_REQUESTS,
+                    )
                 ]
-            },
+            ),
             opts=in_namespace,
         )
         # Default deny: only the ingress controller and pods of this namespace may connect.
+        peers = [
+            k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs()),
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={"kubernetes.io/metadata.name": args.ingress_namespace}
+                )
+            ),
+        ]
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
-            metadata={
-                "name": "default-deny-ingress",
-                "namespace": args.namespace,
-                "labels": labels,
-            },
-            spec={
-                "podSelector": {},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {"podSelector": {}},
-                            {"namespaceSelector": _named(args.ingress_namespace)},
-                        ]
-                    }
-                ],
-            },
+            metadata=_meta("default-deny-ingress", args.namespace, labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=peers)],
+            ),
             opts=in_namespace,
         )
         self.register_outputs({"namespace": args.namespace})
 
 
-def _named(namespace: str) -> dict[str, dict[str, str]]:
-    return {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=dict(labels))
