@@ -13,9 +13,6 @@ from typing import Annotated
 
 import typer
 
-from automation import report
-from automation.gitrepo import GitError
-from automation.plan import PlanError, Workspace, plan_all, plan_change
 from tenants import schema
 from tenants.environment import load_environment
 from tenants.loader import load_tenants, tenant_paths
@@ -93,6 +90,11 @@ def plan(
     ] = None,
 ) -> None:
     """Offline plan: run the stack programs under mocks; no engine, no credentials."""
+    # Imported here: they load Pulumi (~0.5 s), which `validate` has no use for.
+    from automation import report
+    from automation.gitrepo import GitError
+    from automation.plan import PlanError, Workspace, plan_all, plan_change
+
     ws = Workspace(repo.resolve(), env)
     try:
         if base is None:

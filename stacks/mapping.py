@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from components.identity import TenantGroupsArgs, TenantLoginArgs
 from components.kubernetes import TenantNamespaceArgs
+from components.mail import MailDomainArgs
 from stacks import naming
 from stacks.refs import PlatformRefs
 from tenants.environment import Environment
@@ -53,3 +54,10 @@ def namespace_args(tenant: Tenant, environment: Environment) -> TenantNamespaceA
         ingress_namespace=environment.ingress_namespace,
         labels=tenant_labels(tenant),
     )
+
+
+def mail_args(tenant: Tenant) -> list[MailDomainArgs]:
+    # Customer mail stays protected until the tenant is offboarding; only then may an
+    # explicit destroy remove a domain.
+    protect = tenant.status is not Status.OFFBOARDING
+    return [MailDomainArgs(d, tenant.slug, protect=protect) for d in tenant.mail_domains]

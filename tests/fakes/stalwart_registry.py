@@ -38,6 +38,12 @@ def _set_error(kind: str, **extra: Any) -> Json:
     return {"type": kind, **extra}
 
 
+def _invalid(kind: str, prop: str, **extra: Any) -> Json:
+    return _set_error(
+        "validationFailed", validationErrors=[{"type": kind, "property": prop, **extra}]
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -129,9 +135,9 @@ class Registry:
                 "allowRelaying": False, "reportAddressUri": "mailto:postmaster",
                 **obj, "createdAt": _now(),
             }  # fmt: skip
-            if self.domains[domain_id]["dkimManagement"].get("@type") == "Automatic":
-                if self.dkim_delay is not None:
-                    self._tasks.append((time.monotonic() + self.dkim_delay, domain_id))
+            automatic = self.domains[domain_id]["dkimManagement"].get("@type") == "Automatic"
+            if automatic and self.dkim_delay is not None:
+                self._tasks.append((time.monotonic() + self.dkim_delay, domain_id))
             return {"id": domain_id, "createdAt": self.domains[domain_id]["createdAt"]}
 
         def update(domain_id: str, patch: Json) -> Json | None:
@@ -154,18 +160,15 @@ class Registry:
     def _domain_problem(self, obj: Json, domain_id: str | None) -> Json | None:
         name = obj.get("name")
         if not isinstance(name, str) or not name:
-            return _set_error("validationFailed", validationErrors=[
-                {"type": "Required", "property": "name"}])  # fmt: skip
+            return _invalid("Required", "name")
         if "." not in name or name != name.lower() or " " in name:
-            return _set_error("validationFailed", validationErrors=[
-                {"type": "Invalid", "property": "name", "value": name}])  # fmt: skip
+            return _invalid("Invalid", "name", value=name)
         if obj.get("description") == "":
-            return _set_error("validationFailed", validationErrors=[
-                {"type": "MinLength", "property": "description", "required": 1}])  # fmt: skip
+            return _invalid("MinLength", "description", required=1)
         existing = self.owner_of(name, skip=domain_id)
         if existing:
-            return _set_error("primaryKeyViolation", properties=["name"],
-                              objectId={"object": "Domain", "id": existing})  # fmt: skip
+            owner = {"object": "Domain", "id": existing}
+            return _set_error("primaryKeyViolation", properties=["name"], objectId=owner)
         return None
 
     def _domain_view(self, domain_id: str, props: set[str]) -> Json:
@@ -217,12 +220,14 @@ class Registry:
             if problem:
                 return problem
             if obj.get("domainId") not in self.domains:
-                return _set_error("invalidForeignKey",
-                                  objectId={"object": "Domain", "id": obj.get("domainId")})  # fmt: skip
+                target = {"object": "Domain", "id": obj.get("domainId")}
+                return _set_error("invalidForeignKey", objectId=target)
             secret = (obj.get("privateKey") or {}).get("secret", "")
             if not obj.get("selector") or "PRIVATE KEY" not in secret:
-                return _set_error("invalidProperties", properties=["privateKey"],
-                                  description="Failed to validate DKIM signature")  # fmt: skip
+                reason = "Failed to validate DKIM signature"
+                return _set_error(
+                    "invalidProperties", properties=["privateKey"], description=reason
+                )
             key_id = self.add_dkim(obj["domainId"], obj.get("@type", "Dkim1Ed25519Sha256"))
             self.dkim[key_id].update(obj)
             return {"id": key_id}
@@ -262,8 +267,12 @@ class Registry:
         linked: Callable[[str], list[tuple[str, str]]],
     ) -> Result:
         out: Json = {"accountId": "admin", "oldState": "s1", "newState": "s2"}
-        created, not_created, updated, not_updated = {}, {}, {}, {}
-        destroyed, not_destroyed = [], {}
+        created: dict[str, Json] = {}
+        not_created: dict[str, Json] = {}
+        updated: dict[str, None] = {}
+        not_updated: dict[str, Json] = {}
+        destroyed: list[str] = []
+        not_destroyed: dict[str, Json] = {}
         for cid, body in (args.get("create") or {}).items():
             result = create(body)
             (not_created if "type" in result else created)[cid] = result
@@ -279,16 +288,17 @@ class Registry:
                 not_destroyed[target] = _set_error("notFound")
             elif refs:
                 not_destroyed[target] = _set_error(
-                    "objectIsLinked", objectId={"object": obj, "id": target},
-                    linkedObjects=[{"object": o, "id": i} for o, i in refs])  # fmt: skip
+                    "objectIsLinked",
+                    objectId={"object": obj, "id": target},
+                    linkedObjects=[{"object": o, "id": i} for o, i in refs],
+                )
             else:
                 del store[target]
                 destroyed.append(target)
-        for key, value in (
-            ("created", created), ("notCreated", not_created), ("updated", updated),
-            ("notUpdated", not_updated), ("destroyed", destroyed), ("notDestroyed", not_destroyed),
-        ):  # fmt: skip
-            out[key] = value or None
+        out.update(created=created, notCreated=not_created, updated=updated)
+        out.update(notUpdated=not_updated, destroyed=destroyed, notDestroyed=not_destroyed)
+        # RFC 8620: null, not empty, when nothing happened.
+        out.update({k: v or None for k, v in out.items()})
         return "set", out
 
     def _writable(self, obj: Any, known: set[str]) -> Json | None:
@@ -299,8 +309,8 @@ class Registry:
             return _set_error("invalidProperties", properties=unknown)
         server_set = [k for k in obj if k in SERVER_SET]
         if server_set:
-            return _set_error("invalidPatch", properties=server_set,
-                              description="Cannot modify server set property")  # fmt: skip
+            reason = "Cannot modify server set property"
+            return _set_error("invalidPatch", properties=server_set, description=reason)
         return None
 
     def _query_response(self, ids: list[str]) -> Result:
@@ -318,8 +328,11 @@ class Registry:
 
 def _txt(name: str, value: str) -> str:
     """A TXT line as Stalwart's BindSerializer writes it: 255-byte chunks in parentheses."""
-    text = value.replace("\\", "\\\\").replace('"', '\\"')
+
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace('"', '\\"')
+
     if len(value) <= 255:
-        return f'{name} IN TXT "{text}"\n'
-    chunks = "".join(f'    "{text[i : i + 255]}"\n' for i in range(0, len(text), 255))
+        return f'{name} IN TXT "{escape(value)}"\n'
+    chunks = "".join(f'    "{escape(value[i : i + 255])}"\n' for i in range(0, len(value), 255))
     return f"{name} IN TXT (\n{chunks})\n"

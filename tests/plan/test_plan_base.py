@@ -126,3 +126,22 @@ def test_unknown_ref_is_an_operational_error(repo: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr == "error: unknown git ref 'nope'\n"
+
+
+def test_removing_a_mail_domain_keeps_the_mail_and_says_so(repo: Path) -> None:
+    path = repo / "tenants" / "acme.yaml"
+    path.write_text(path.read_text().replace("mail_domains:\n  - acme-handel.de\n", ""))
+    result = plan_json(repo)
+    assert [s["stack"] for s in result["stacks"]] == ["tenant-acme"]
+    deleted = {(c["type"], c["name"]) for c in changes(result, "tenant-acme")["delete"]}
+    assert deleted == {
+        ("dezky:mail:MailDomain", "mail-acme-handel.de"),
+        ("pulumi-python:dynamic/stalwart:Domain", "mail-acme-handel.de-domain"),
+    }
+    notes = result["stacks"][0]["notes"]
+    assert notes == [
+        "removes mail domain acme-handel.de: mail is kept until the tenant is offboarded"
+    ]
+    markdown = plan(repo, "--format", "markdown").stdout
+    assert "**Customer data**" in markdown
+    assert "- `tenant-acme`: removes mail domain acme-handel.de: mail is kept" in markdown

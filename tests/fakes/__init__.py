@@ -1,0 +1,1 @@
+"""Fakes of upstream systems that run for real on loopback."""
