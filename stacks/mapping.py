@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from components.files import FileSpaceArgs
 from components.identity import TenantGroupsArgs, TenantLoginArgs
 from components.kubernetes import TenantNamespaceArgs
 from components.mail import MailDomainArgs
@@ -61,3 +62,17 @@ def mail_args(tenant: Tenant) -> list[MailDomainArgs]:
     # explicit destroy remove a domain.
     protect = tenant.status is not Status.OFFBOARDING
     return [MailDomainArgs(d, tenant.slug, protect=protect) for d in tenant.mail_domains]
+
+
+def files_args(tenant: Tenant) -> FileSpaceArgs:
+    # The OCIS groups carry the Authentik group names: members edit, admins manage.
+    return FileSpaceArgs(
+        tenant_slug=tenant.slug,
+        display_name=tenant.name,
+        quota_gb=tenant.files_gb,
+        member_group=tenant.slug,
+        manager_group=f"{tenant.slug}-admins",
+        enabled=tenant.status is Status.ACTIVE,
+        tenant_status=tenant.status.value,
+        protect=tenant.status is not Status.OFFBOARDING,
+    )
