@@ -130,8 +130,16 @@ def schema_command(
         typer.echo(text, nl=False)
 
 
+def _register_runs() -> None:
+    from automation import runcli
+
+    runcli.register(app)
+
+
 def main() -> None:
     try:
+        if not {"validate", "schema"} & set(sys.argv[1:2]):
+            _register_runs()  # loads the engine adapter; `validate` starts faster without it
         app()
     except Exception as exc:  # the last line of defence: a message and a code, never a traceback
         typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)

@@ -20,6 +20,9 @@ class DataKind:
     ident: Callable[[dict[str, Any]], str]
     on_remove: str
     kept: str
+    # Customer data: `up` refuses to delete or replace it unless the tenant is offboarding
+    # and --allow-data-loss is given (automation.guards).
+    guarded: bool = False
 
 
 def _meta_name(inputs: dict[str, Any]) -> str:
@@ -32,12 +35,28 @@ DATA_KINDS: dict[str, DataKind] = {
         lambda i: str(i.get("domain", "?")),
         "its mailboxes stop receiving mail and are deleted with the domain",
         "mail is kept until the tenant is offboarded",
+        guarded=True,
     ),
     "pulumi-python:dynamic/ocis:Space": DataKind(
         "file space",
         lambda i: str(i.get("name", "?")),
         "its files are deleted",
         "the space is disabled, its files are kept until the tenant is offboarded",
+        guarded=True,
+    ),
+    "hcloud:index/storageBox:StorageBox": DataKind(
+        "Storage Box",
+        lambda i: str(i.get("name", "?")),
+        "every backup on it is deleted",
+        "it is kept at Hetzner (retain on delete)",
+        guarded=True,
+    ),
+    "pulumi-python:dynamic/restic:Repository": DataKind(
+        "backup repository",
+        lambda i: str(i.get("name", "?")),
+        "its snapshots are deleted",
+        "its snapshots are kept",
+        guarded=True,
     ),
     "kubernetes:core/v1:Namespace": DataKind(
         "namespace",

@@ -23,6 +23,7 @@ from automation.settings import PLUGINS, Settings
 
 PROJECT = "dezky-infra"
 OnEvent = Callable[[events.EngineEvent], None]
+Stack = auto.Stack
 
 
 @dataclass(frozen=True)
