@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.providers import ocis
+from components.providers._base import guarded_child
 
 GB = 10**9  # plan quotas are in GB of 10^9 bytes (tenants/plans.py)
 
@@ -42,13 +43,6 @@ class FileSpace(pulumi.ComponentResource):
         self, name: str, args: FileSpaceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("dezky:files:FileSpace", name, None, opts)
-        # protect stops a delete in the engine; retain_on_delete keeps the files if someone
-        # lifts protect and removes the resource anyway. Offboarding is an explicit step.
-        child = (
-            pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
-            if args.protect
-            else pulumi.ResourceOptions(parent=self)
-        )
         self.space = ocis.Space(
             f"{name}-space",
             name=ocis.space_name(args.display_name),
@@ -59,7 +53,7 @@ class FileSpace(pulumi.ComponentResource):
             enabled=args.enabled,
             tenant_status=args.tenant_status,
             purge=args.purge,
-            opts=child,
+            opts=guarded_child(self, args.protect),
         )
         self.drive_id = self.space.drive_id
         self.web_url = self.space.web_url

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.providers import stalwart
+from components.providers._base import guarded_child
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,11 @@ class MailDomain(pulumi.ComponentResource):
     ) -> None:
         super().__init__("dezky:mail:MailDomain", name, None, opts)
         self.domain_name = args.domain
-        # protect stops a delete in the engine; retain_on_delete keeps the mail if someone
-        # lifts protect and removes the resource anyway. Offboarding is an explicit step.
-        child = (
-            pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
-            if args.protect
-            else pulumi.ResourceOptions(parent=self)
-        )
         self.domain = stalwart.Domain(
-            f"{name}-domain", domain=args.domain, tenant_slug=args.tenant_slug, opts=child
+            f"{name}-domain",
+            domain=args.domain,
+            tenant_slug=args.tenant_slug,
+            opts=guarded_child(self, args.protect),
         )
         self.domain_id = self.domain.domain_id
         self.dns_records = self.domain.dns_records

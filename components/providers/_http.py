@@ -1,4 +1,4 @@
-"""Shared HTTP plumbing for vendor API clients (Stalwart now, OCIS and Robot next).
+"""Shared HTTP plumbing for vendor API clients (Stalwart, OCIS; Robot next).
 
 Every failure a client raises is an ``ApiError``; whether a retry can help decides the class::
 
@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -152,7 +152,20 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
-class VendorClient:
+class _Closing:
+    """``with`` support: ``close()`` on exit."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class VendorClient(_Closing):
     """An ``httpx.Client`` for one vendor: classified errors, redaction and bounded retries."""
 
     def __init__(
@@ -183,20 +196,33 @@ class VendorClient:
             headers={"Accept": "application/json"},
         )
 
-    def __enter__(self) -> VendorClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self._http.base_url
 
     def permanent(self, message: str, status: int | None = None) -> PermanentApiError:
         return PermanentApiError(self.system, message, status=status, secrets=self.secrets)
 
     def retryable(self, message: str, status: int | None = None) -> RetryableApiError:
         return RetryableApiError(self.system, message, status=status, secrets=self.secrets)
+
+    def json_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The JSON object in ``response``; a permanent error names ``what`` otherwise."""
+        return self.as_object(self.json_value(response, what), what)
+
+    def json_value(self, response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self.permanent(f"{what}: response is not JSON", response.status_code) from None
+
+    def as_object(self, value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.permanent(f"{what}: expected a JSON object, got {type(value).__name__}")
+        return value
 
     def request(
         self,
@@ -264,3 +290,36 @@ class VendorClient:
                 retry_after=retry_after_seconds(response),
             )
         raise self.permanent(text, status)
+
+
+class TokenClient(_Closing):
+    """Base of a typed vendor client: a ``VendorClient`` with bearer auth that keeps the token
+    out of every message; closed on ``with`` exit. Subclasses set ``system``."""
+
+    system: ClassVar[str]
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = VendorClient(
+            self.system,
+            url,
+            auth=BearerAuth(token),
+            secrets=(token,),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            retry=retry,
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def close(self) -> None:
+        self._http.close()

@@ -6,19 +6,16 @@ Endpoints and shapes follow ``owncloud/libre-graph-api`` ``v1.0.yaml`` and OCIS'
 (``{"error": {"code", "message", "innererror"}}``) become ``OdataError`` (permanent) or a
 ``RetryableApiError`` whose text names the odata code; every message starts with ``ocis: ``.
 
-Two things ``_http.VendorClient`` does not offer are worked around here: per-request headers
-(``Purge: T`` and ``Restore: T`` go through a second ``VendorClient`` whose auth adds the header)
-and the error body (the client raises before we see the response; the odata code and message
-are recovered from the redacted excerpt that ``ApiError.message`` carries).
+``Purge: T`` and ``Restore: T`` are per-request headers of ``VendorClient.request``. The error
+body is not offered by ``_http.VendorClient`` (it raises before we see the response): the odata
+code and message are recovered from the redacted excerpt that ``ApiError.message`` carries.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -26,10 +23,9 @@ import httpx
 
 from components.providers._http import (
     ApiError,
-    BearerAuth,
     PermanentApiError,
     RetryableApiError,
-    RetryPolicy,
+    TokenClient,
     VendorClient,
 )
 
@@ -60,58 +56,10 @@ class OdataError(PermanentApiError):
         self.code = code
 
 
-class _FlagAuth(BearerAuth):
-    """The bearer token plus one OCIS flag header such as ``Purge: T``."""
-
-    def __init__(self, token: str, flag: str) -> None:
-        super().__init__(token)
-        self._flag = flag
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers[self._flag] = "T"
-        yield from super().auth_flow(request)
-
-
-class OcisClient:
+class OcisClient(TokenClient):
     """Typed client for the libregraph endpoints the space provider needs."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._vendor = functools.partial(
-            VendorClient,
-            SYSTEM,
-            url,
-            secrets=(token,),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-        )
-        self._base = httpx.URL(url)
-        self._token = token
-        self._http = self._vendor(auth=BearerAuth(token))
-        self._flagged: dict[str, VendorClient] = {}
-
-    def __enter__(self) -> OcisClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
-        for client in self._flagged.values():
-            client.close()
+    system = SYSTEM
 
     # --- drives --------------------------------------------------------------------------
 
@@ -148,18 +96,16 @@ class OcisClient:
 
     def disable_drive(self, drive_id: str) -> bool:
         """Disable (soft-delete) a space; False when it does not exist."""
-        return self._delete(self._http, f"{_DRIVES}/{_seg(drive_id)}")
+        return self._delete(f"{_DRIVES}/{_seg(drive_id)}")
 
     def restore_drive(self, drive_id: str) -> dict[str, Any]:
         """Re-enable a disabled space (``PATCH`` with ``Restore: T`` and an empty object)."""
         url = f"{_DRIVES}/{_seg(drive_id)}"
-        client = self._flag("Restore")
-        response = self._send(client, "PATCH", url, {}, idempotent=True)
-        return _object(client, response, "restore drive")
+        return self._json("PATCH", url, "restore drive", {}, idempotent=True, flag="Restore")
 
     def purge_drive(self, drive_id: str) -> bool:
         """Delete a disabled space and its files for good; False when it does not exist."""
-        return self._delete(self._flag("Purge"), f"{_DRIVES}/{_seg(drive_id)}")
+        return self._delete(f"{_DRIVES}/{_seg(drive_id)}", flag="Purge")
 
     # --- groups --------------------------------------------------------------------------
 
@@ -199,15 +145,9 @@ class OcisClient:
 
     def remove_permission(self, drive_id: str, permission_id: str) -> bool:
         url = f"{_ROOT.format(drive=_seg(drive_id))}/permissions/{_seg(permission_id)}"
-        return self._delete(self._http, url)
+        return self._delete(url)
 
     # --- plumbing ------------------------------------------------------------------------
-
-    def _flag(self, flag: str) -> VendorClient:
-        """A client that sends ``<flag>: T`` on every request, made when first needed."""
-        if flag not in self._flagged:
-            self._flagged[flag] = self._vendor(auth=_FlagAuth(self._token, flag))
-        return self._flagged[flag]
 
     def _json(
         self,
@@ -217,26 +157,28 @@ class OcisClient:
         body: Any = None,
         *,
         idempotent: bool | None = None,
+        flag: str | None = None,
     ) -> dict[str, Any]:
-        response = self._send(self._http, method, url, body, idempotent=idempotent)
+        response = self._send(method, url, body, idempotent=idempotent, flag=flag)
         return _object(self._http, response, what)
 
     def _pages(self, url: str, what: str) -> Iterator[dict[str, Any]]:
         """Items of a collection, following ``@odata.nextLink`` (OCIS may answer ``null``)."""
         next_url: str | None = url
         while next_url:
-            response = self._send(self._http, "GET", next_url, None)
+            response = self._send("GET", next_url, None)
             data = _object(self._http, response, what, empty={})
             yield from (item for item in data.get("value") or [] if isinstance(item, dict))
             link = data.get("@odata.nextLink")
             next_url = link if isinstance(link, str) and link else None
             # The bearer token goes with every request: never follow a link to another host.
-            if next_url and _origin(self._base.join(next_url)) != _origin(self._base):
-                raise self._http.permanent(f"{what}: @odata.nextLink leaves {self._base.host}")
+            base = self._http.base_url
+            if next_url and _origin(base.join(next_url)) != _origin(base):
+                raise self._http.permanent(f"{what}: @odata.nextLink leaves {base.host}")
 
-    def _delete(self, client: VendorClient, url: str) -> bool:
+    def _delete(self, url: str, flag: str | None = None) -> bool:
         try:
-            self._send(client, "DELETE", url, None)
+            self._send("DELETE", url, None, flag=flag)
         except PermanentApiError as err:
             if err.status == 404:
                 return False
@@ -245,17 +187,21 @@ class OcisClient:
 
     def _send(
         self,
-        client: VendorClient,
         method: str,
         url: str,
         body: Any,
         *,
         idempotent: bool | None = None,
+        flag: str | None = None,
     ) -> httpx.Response:
+        """One request; ``flag`` names an OCIS flag header sent as ``<flag>: T``."""
+        headers = {flag: "T"} if flag else None
         try:
-            return client.request(method, url, json=body, idempotent=idempotent)
+            return self._http.request(
+                method, url, json=body, headers=headers, idempotent=idempotent
+            )
         except ApiError as err:
-            worded = _with_odata(err, client.secrets)
+            worded = _with_odata(err, self._http.secrets)
             if worded is err:
                 raise
             raise worded from err
@@ -342,16 +288,7 @@ def _object(
     http: VendorClient, response: httpx.Response, what: str, empty: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The JSON object in ``response``; ``empty`` stands in for a ``null`` or empty body."""
-    try:
-        data = response.json() if response.content.strip() else None
-    except ValueError:
-        raise http.permanent(f"{what}: response is not JSON", response.status_code) from None
+    data = http.json_value(response, what) if response.content.strip() else None
     if data is None and empty is not None:
         return empty
-    return _as_dict(http, data, what)
-
-
-def _as_dict(http: VendorClient, value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise http.permanent(f"{what}: expected a JSON object, got {type(value).__name__}")
-    return value
+    return http.as_object(data, what)

@@ -9,18 +9,10 @@ mapped into the ``_http`` tree: HTTP status (401, 429, 5xx, problem+json 400), m
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
-from components.providers._http import (
-    BearerAuth,
-    PermanentApiError,
-    RetryPolicy,
-    VendorClient,
-)
+from components.providers._http import PermanentApiError, TokenClient
 
 SYSTEM = "stalwart"
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
@@ -49,41 +41,11 @@ class StalwartSetError(PermanentApiError):
         """``(object type, id)`` of the objects that still reference the target."""
 
 
-class StalwartClient:
+class StalwartClient(TokenClient):
     """Typed client for the JMAP management API of Stalwart >= 0.16."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._http = VendorClient(
-            SYSTEM,
-            url,
-            auth=BearerAuth(token),
-            secrets=(token,),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-        )
-        self._api_url: str | None = None
-
-    def __enter__(self) -> StalwartClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
+    system = SYSTEM
+    _api_url: str | None = None
 
     # --- domains -------------------------------------------------------------------------
 
@@ -98,7 +60,7 @@ class StalwartClient:
 
     def create_domain(self, props: Mapping[str, Any]) -> str:
         result = self.set("Domain", create={"d0": dict(props)})
-        created = _as_dict(self._http, (result.get("created") or {}).get("d0"), "created domain")
+        created = self._http.as_object((result.get("created") or {}).get("d0"), "created domain")
         if not created.get("id"):
             raise self._http.permanent("x:Domain/set: created domain has no id")
         return str(created["id"])
@@ -131,7 +93,7 @@ class StalwartClient:
     def get(self, obj: str, ids: Sequence[str], properties: Sequence[str]) -> list[dict[str, Any]]:
         args = {"ids": list(ids), "properties": list(properties)}
         result = self.call(f"x:{obj}/get", args)
-        return [_as_dict(self._http, item, f"x:{obj}/get item") for item in result.get("list", [])]
+        return [self._http.as_object(item, f"x:{obj}/get item") for item in result.get("list", [])]
 
     def set(
         self,
@@ -165,10 +127,10 @@ class StalwartClient:
         response = self._http.request(
             "POST", self._endpoint(), json=body, idempotent=not method.endswith("/set")
         )
-        data = _json(self._http, response, method)
+        data = self._http.json_object(response, method)
         for entry in data.get("methodResponses") or []:
             if isinstance(entry, list) and len(entry) == 3 and entry[2] == _CALL_ID:
-                name, result = entry[0], _as_dict(self._http, entry[1], method)
+                name, result = entry[0], self._http.as_object(entry[1], method)
                 if name == "error":
                     raise self._method_error(method, result)
                 if name != method:
@@ -177,7 +139,7 @@ class StalwartClient:
         raise self._http.permanent(f"{method}: no response for the method call")
 
     def session(self) -> dict[str, Any]:
-        data = _json(self._http, self._http.request("GET", "/jmap/session"), "session")
+        data = self._http.json_object(self._http.request("GET", "/jmap/session"), "session")
         if "urn:stalwart:jmap" not in (data.get("capabilities") or {}):
             raise self._http.permanent(
                 "the JMAP session has no urn:stalwart:jmap capability; Stalwart >= 0.16 is needed"
@@ -213,7 +175,7 @@ class StalwartClient:
     def _set_error(
         self, method: str, verb: str, target: str, error: Any, count: int
     ) -> StalwartSetError:
-        error = _as_dict(self._http, error, f"{method} SetError")
+        error = self._http.as_object(error, f"{method} SetError")
         kind = str(error.get("type", "unknown"))
         properties = tuple(str(p) for p in error.get("properties") or ())
         linked = tuple(
@@ -235,17 +197,3 @@ class StalwartClient:
         return StalwartSetError(
             text, set_type=kind, properties=properties, linked=linked, secrets=self._http.secrets
         )
-
-
-def _json(http: VendorClient, response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise http.permanent(f"{what}: response is not JSON", response.status_code) from None
-    return _as_dict(http, data, what)
-
-
-def _as_dict(http: VendorClient, value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise http.permanent(f"{what}: expected a JSON object, got {type(value).__name__}")
-    return value

@@ -10,27 +10,21 @@ so no alias OCIS derives from a name (``project/<name>``) can equal it; the alia
 disable, is not shown in the web UI and so is not edited by tenant managers (unlike the
 description, which is only set once, for people).
 
-The provider object is pickled into state, so it holds no credentials: the engine hands the
-stack config to ``configure`` in the provider process, where ``ocis:url`` and ``ocis:token``
-are read, and ``__getstate__`` keeps them out of any later pickle.
+Credentials come only from the stack config ``ocis:url`` and ``ocis:token`` and are never
+pickled into state (``_base.TokenProvider``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi import dynamic
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.providers._http import (
-    ApiError,
-    PermanentApiError,
-    RetryableApiError,
-    RetryPolicy,
-)
+from components.providers._base import TokenProvider, config_keys, known_problems, slug_problem
+from components.providers._http import ApiError, PermanentApiError, RetryableApiError
 from components.providers._ocis_graph import (
     SPACE_EDITOR,
     SPACE_MANAGER,
@@ -63,14 +57,12 @@ __all__ = [
     "space_name_problem",
 ]
 
-CONFIG_URL = "ocis:url"
-CONFIG_TOKEN = "ocis:token"  # noqa: S105 - a config key name, not a secret
+CONFIG_URL, CONFIG_TOKEN = config_keys(SYSTEM)
 
 STATUSES = ("active", "suspended", "offboarding")
 _ALIAS = "project/dezky-infra.{slug}"
 _ALIAS_RE = re.compile(r"^project/dezky-infra\.([a-z0-9-]+)$")
 _DESCRIPTION = "Files of tenant {slug}, managed by dezky-infra"
-_SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _INPUTS = (
     "name",
     "tenant_slug",
@@ -87,12 +79,6 @@ _GRANTS = (("member_group", SPACE_EDITOR), ("manager_group", SPACE_MANAGER))
 def marker_alias(slug: str) -> str:
     """The drive alias that marks the space of tenant ``slug`` as ours."""
     return _ALIAS.format(slug=slug)
-
-
-def _slug_problem(value: object) -> str | None:
-    if not isinstance(value, str) or not _SLUG_RE.match(value) or "--" in value:
-        return "must be a tenant slug: 2-32 of a-z, 0-9 and single '-', starting with a letter"
-    return None
 
 
 def _quota_problem(value: object) -> str | None:
@@ -118,7 +104,7 @@ def _status_problem(value: object) -> str | None:
 
 _CHECKS = (
     ("name", space_name_problem),
-    ("tenant_slug", _slug_problem),
+    ("tenant_slug", slug_problem),
     ("quota_bytes", _quota_problem),
     ("member_group", _group_problem),
     ("manager_group", _group_problem),
@@ -129,48 +115,27 @@ _CHECKS = (
 
 
 def _problems(news: dict[str, Any]) -> list[tuple[str, str]]:
-    found = [
-        (key, reason)
-        for key, problem in _CHECKS
-        if news.get(key) != UNKNOWN and (reason := problem(news.get(key)))
-    ]
+    found = known_problems(news, _CHECKS)
     member, manager = news.get("member_group"), news.get("manager_group")
     if member != UNKNOWN and isinstance(member, str) and member.strip() and member == manager:
         found.append(("manager_group", "must differ from member_group: one group, one role"))
     return found
 
 
-@dataclass(frozen=True)
-class _Credentials:
-    url: str
-    token: str = field(repr=False)
-
-
-class SpaceProvider(dynamic.ResourceProvider):
+class SpaceProvider(TokenProvider[OcisClient]):
     """CRUD for one OCIS project space and its group grants; credentials only from config."""
 
-    def __init__(self, *, http_timeout: float = 10.0, retry: RetryPolicy | None = None) -> None:
-        super().__init__()
-        self.http_timeout = http_timeout
-        self.retry = retry or RetryPolicy()
-        self._credentials: _Credentials | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_credentials"] = None  # never pickle a token into state
-        return state
-
-    def configure(self, req: dynamic.ConfigureRequest) -> None:
-        url, token = req.config.get(CONFIG_URL), req.config.get(CONFIG_TOKEN)
-        if isinstance(url, str) and url and isinstance(token, str) and token:
-            self._credentials = _Credentials(url, token)
+    system = SYSTEM
+    product = "OCIS"
+    client_type = OcisClient
+    inputs = _INPUTS
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         failures = [dynamic.CheckFailure(key, reason) for key, reason in _problems(news)]
         return dynamic.CheckResult(dict(news), failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [k for k in _INPUTS if news.get(k) == UNKNOWN or olds.get(k) != news.get(k)]
+        changed = self._changed(olds, news)
         # Nothing replaces: a new space would be an empty one, and the old one's files would go.
         return dynamic.DiffResult(
             changes=bool(changed), replaces=[], stables=["drive_id"], delete_before_replace=False
@@ -194,11 +159,10 @@ class SpaceProvider(dynamic.ResourceProvider):
         with self._client() as client:
             drive = client.get_drive(id_)
             if drive is None:
-                return dynamic.ReadResult("", {})  # gone out of band: the engine drops it
+                return self._read_result(id_, None)
             # Grants on a disabled space are not checked: its members are restored with it.
             granted = self._granted(client, id_, props) if is_enabled(drive) else props
-        outs = _outs(drive, props, granted)
-        return dynamic.ReadResult(id_, outs, {k: outs[k] for k in _INPUTS})
+        return self._read_result(id_, _outs(drive, props, granted))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         previous = tuple(str(olds.get(key) or "") for key, _ in _GRANTS)
@@ -226,20 +190,6 @@ class SpaceProvider(dynamic.ResourceProvider):
                 client.purge_drive(id_)
 
     # --- helpers -------------------------------------------------------------------------
-
-    def _client(self) -> OcisClient:
-        if self._credentials is None:
-            raise PermanentApiError(
-                SYSTEM,
-                f"stack config {CONFIG_URL} and {CONFIG_TOKEN} (secret) are required "
-                "for the OCIS provider",
-            )
-        return OcisClient(
-            self._credentials.url,
-            self._credentials.token,
-            timeout=self.http_timeout,
-            retry=self.retry,
-        )
 
     def _find(self, client: OcisClient, slug: str) -> dict[str, Any] | None:
         """The tenant's space from an earlier (interrupted) create, found by our alias."""

@@ -3,24 +3,22 @@
 ``StalwartClient`` speaks the JMAP management API (``_stalwart_jmap``), ``DomainProvider``
 implements check/diff/create/read/update/delete on it, ``Domain`` is the typed resource.
 
-The provider object is pickled into state, so it holds no credentials: the engine hands the
-stack config to ``configure`` in the provider process, where ``stalwart:url`` and
-``stalwart:token`` are read, and ``__getstate__`` keeps them out of any later pickle.
-The owning tenant is recorded in the domain's ``description`` (``dezky-infra tenant <slug>``),
-because Stalwart's own tenants (``memberTenantId``) are an Enterprise feature.
+Credentials come only from the stack config ``stalwart:url`` and ``stalwart:token`` and are
+never pickled into state (``_base.TokenProvider``). The owning tenant is recorded in the
+domain's ``description`` (``dezky-infra tenant <slug>``), because Stalwart's own tenants
+(``memberTenantId``) are an Enterprise feature.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi import dynamic
-from pulumi.runtime.rpc import UNKNOWN
 
+from components.providers._base import TokenProvider, config_keys, known_problems, slug_problem
 from components.providers._dnszone import parse_zone
 from components.providers._http import (
     ApiError,
@@ -43,19 +41,16 @@ __all__ = [
     "dns_records",
 ]
 
-CONFIG_URL = "stalwart:url"
-CONFIG_TOKEN = "stalwart:token"  # noqa: S105 - a config key name, not a secret
+CONFIG_URL, CONFIG_TOKEN = config_keys(SYSTEM)
 
 _MARKER = "dezky-infra tenant {slug}"
 _MARKER_RE = re.compile(r"^dezky-infra tenant ([a-z0-9-]+)$")
-_SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _TLD_RE = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 # Default x:DkimManagement Automatic algorithms: Dkim1Ed25519Sha256 and Dkim1RsaSha256.
 _DEFAULT_ALGORITHMS = 2
 _DKIM_PROPS = ("domainId", "selector", "stage")
 _KIND_ORDER = {"mx": 0, "spf": 1, "dkim": 2, "dmarc": 3}
-_INPUTS = ("domain", "tenant_slug")
 
 
 def fqdn_problem(value: object) -> str | None:
@@ -67,13 +62,6 @@ def fqdn_problem(value: object) -> str | None:
         return f"{value!r} must be a lowercase fully qualified name such as mail.example.de"
     if not all(_LABEL_RE.match(label) for label in labels) or not _TLD_RE.match(labels[-1]):
         return f"{value!r} is not a valid domain name (labels of a-z, 0-9, '-'; no trailing dot)"
-    return None
-
-
-def slug_problem(value: object) -> str | None:
-    """Why ``value`` is not a tenant slug, or None if it is one."""
-    if not isinstance(value, str) or not _SLUG_RE.match(value) or "--" in value:
-        return "must be a tenant slug: 2-32 of a-z, 0-9 and single '-', starting with a letter"
     return None
 
 
@@ -97,14 +85,13 @@ def dns_records(zone: str, domain: str) -> list[dict[str, str]]:
     return sorted(found, key=lambda r: (_KIND_ORDER[r["kind"]], r["name"], r["value"]))
 
 
-@dataclass(frozen=True)
-class _Credentials:
-    url: str
-    token: str = field(repr=False)
-
-
-class DomainProvider(dynamic.ResourceProvider):
+class DomainProvider(TokenProvider[StalwartClient]):
     """CRUD for a Stalwart ``x:Domain`` and its DKIM keys; credentials only from config."""
+
+    system = SYSTEM
+    product = "Stalwart"
+    client_type = StalwartClient
+    inputs = ("domain", "tenant_slug")
 
     def __init__(
         self,
@@ -114,33 +101,17 @@ class DomainProvider(dynamic.ResourceProvider):
         http_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(http_timeout=http_timeout, retry=retry)
         self.dkim_timeout = dkim_timeout
         self.poll_interval = poll_interval
-        self.http_timeout = http_timeout
-        self.retry = retry or RetryPolicy()
-        self._credentials: _Credentials | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_credentials"] = None  # never pickle a token into state
-        return state
-
-    def configure(self, req: dynamic.ConfigureRequest) -> None:
-        url, token = req.config.get(CONFIG_URL), req.config.get(CONFIG_TOKEN)
-        if isinstance(url, str) and url and isinstance(token, str) and token:
-            self._credentials = _Credentials(url, token)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        failures = []
-        for key, problem in (("domain", fqdn_problem), ("tenant_slug", slug_problem)):
-            reason = None if news.get(key) == UNKNOWN else problem(news.get(key))
-            if reason:
-                failures.append(dynamic.CheckFailure(key, reason))
+        checks = (("domain", fqdn_problem), ("tenant_slug", slug_problem))
+        failures = [dynamic.CheckFailure(k, reason) for k, reason in known_problems(news, checks)]
         return dynamic.CheckResult(dict(news), failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [k for k in _INPUTS if news.get(k) == UNKNOWN or olds.get(k) != news.get(k)]
+        changed = self._changed(olds, news)
         return dynamic.DiffResult(
             changes=bool(changed),
             replaces=["domain"] if "domain" in changed else [],
@@ -163,9 +134,7 @@ class DomainProvider(dynamic.ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         with self._client() as client:
             outs = self._observe(client, id_, wait=False)
-        if outs is None:
-            return dynamic.ReadResult("", {})  # gone out of band: the engine drops it
-        return dynamic.ReadResult(id_, outs, {k: outs[k] for k in _INPUTS})
+        return self._read_result(id_, outs)
 
     def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         name, slug = str(news["domain"]), str(news["tenant_slug"])
@@ -193,20 +162,6 @@ class DomainProvider(dynamic.ResourceProvider):
             raise PermanentApiError(SYSTEM, f"domain {id_!r} keeps getting new DKIM keys")
 
     # --- helpers -------------------------------------------------------------------------
-
-    def _client(self) -> StalwartClient:
-        if self._credentials is None:
-            raise PermanentApiError(
-                SYSTEM,
-                f"stack config {CONFIG_URL} and {CONFIG_TOKEN} (secret) are required "
-                "for the Stalwart provider",
-            )
-        return StalwartClient(
-            self._credentials.url,
-            self._credentials.token,
-            timeout=self.http_timeout,
-            retry=self.retry,
-        )
 
     def _create(self, client: StalwartClient, name: str, slug: str) -> str:
         try:

@@ -2,90 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import functools
 from typing import Any
 
-import pulumi
 import pytest
-from pulumi.runtime import mocks, settings
-from pulumi.runtime.stack import wait_for_rpcs
 
 from components.files import FileSpace, FileSpaceArgs
 from components.providers.ocis import space_name, space_name_problem
+from tests.providers.conftest import Monitor, Recorder, render_component
 
 SPACE = "pulumi-python:dynamic/ocis:Space"
 DRIVE = "storage-users-1$0b7c5d3e-4a1f-4c2e-9d8b-6f1e2a3b4c5d"
-
-
-class Recorder(pulumi.runtime.Mocks):
-    """Answers registrations like a provider would and keeps their inputs."""
-
-    def __init__(self) -> None:
-        self.inputs: dict[str, dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.inputs[args.typ] = dict(args.inputs)
-        outs = dict(args.inputs)
-        if args.typ == SPACE:
-            outs.update(drive_id=DRIVE, web_url=f"https://files.dezky.test/f/{DRIVE}")
-        return f"{args.name}_id", outs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
-        return {}, None
-
-
-class Monitor(mocks.MockMonitor):
-    """The mock monitor, also keeping the resource options the engine would receive."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__(recorder)
-        self.options: dict[str, dict[str, Any]] = {}
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        self.options[request.type] = {
-            "name": request.name,
-            "parent": request.parent,
-            "protect": request.protect,
-            "retain_on_delete": request.retainOnDelete,
-        }
-        try:
-            return super().RegisterResource(request)
-        finally:
-            _close_worker_loop()
-
-
-def _close_worker_loop() -> None:
-    """Close the loop the mock monitor opens in each executor thread (else: ResourceWarning)."""
-    if threading.current_thread() is threading.main_thread():
-        return
-    try:
-        loop = asyncio.get_event_loop()
-    except RuntimeError:
-        return
-    if not loop.is_running():
-        loop.close()
-        asyncio.set_event_loop(None)
+SPACE_OUTS = {"drive_id": DRIVE, "web_url": f"https://files.dezky.test/f/{DRIVE}"}
 
 
 def render(args: FileSpaceArgs) -> tuple[Recorder, Monitor, dict[str, Any]]:
     """Build one FileSpace in a fresh mock deployment; return registrations and outputs."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # before set_mocks: its futures bind to this loop
-    recorder = Recorder()
-    monitor = Monitor(recorder)
-    mocks.set_mocks(recorder, project="dezky-infra", stack="tenant-acme", monitor=monitor)
-    settings.SETTINGS.feature_support["parameterization"] = True
-    seen: dict[str, Any] = {}
-    try:
-        files = FileSpace("acme-files", args)
-        files.drive_id.apply(lambda v: seen.setdefault("drive_id", v))
-        files.web_url.apply(lambda v: seen.setdefault("web_url", v))
-        loop.run_until_complete(wait_for_rpcs())
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
-    return recorder, monitor, seen
+    build = functools.partial(FileSpace, "acme-files", args)
+    return render_component(build, ("drive_id", "web_url"), {SPACE: SPACE_OUTS})
 
 
 def args_for(**overrides: Any) -> FileSpaceArgs:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import base64
+import functools
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import dill
 import pytest
-from pulumi.dynamic import Config, ConfigureRequest
-from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.providers._http import RetryPolicy
 from components.providers.ocis import (
     ApiError,
     OcisClient,
@@ -22,7 +18,16 @@ from components.providers.ocis import (
     RetryableApiError,
     SpaceProvider,
 )
-from tests.fakes.ocis_server import FakeOcis, running_ocis
+from tests.fakes.ocis_server import FakeOcis
+from tests.providers.conftest import (
+    FAST_RETRY,
+    POLICY,
+    Clock,
+    clocked_client,
+    configured,
+    error_texts,
+    state_payload,
+)
 
 # The documented unified role ids (OCIS unifiedrole/roles.go), written out on purpose.
 EDITOR = "58c63c02-1d89-4572-916a-870abc5a1b7d"
@@ -38,50 +43,13 @@ INPUTS: dict[str, Any] = {
     "tenant_status": "active",
     "purge": False,
 }
-# Real retries with tiny waits: the behaviour under test, not the production pacing.
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, budget=5.0)
-POLICY = RetryPolicy(attempts=4, base_delay=1.0, max_delay=2.0, max_retry_after=30.0, budget=60)
-
-
-class Clock:
-    """A fake monotonic clock that only moves when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def ocis() -> Iterator[FakeOcis]:
-    with running_ocis() as fake:
-        fake.registry.add_group("acme")
-        fake.registry.add_group("acme-admins")
-        yield fake
-
-
-def configured(provider: SpaceProvider, url: str, token: str) -> SpaceProvider:
-    """Call ``configure`` as the provider host does, with the whole (namespaced) stack config."""
-    raw = {"ocis:url": url, "ocis:token": token, "dezky-infra:environment": "test"}
-    provider.configure(ConfigureRequest(Config(raw, "dezky-infra")))
-    return provider
+client_for = functools.partial(clocked_client, OcisClient)
 
 
 @pytest.fixture
 def provider(ocis: FakeOcis) -> SpaceProvider:
+    """Here instead of conftest's Stalwart ``provider``."""
     return configured(SpaceProvider(http_timeout=2.0, retry=FAST_RETRY), ocis.url, ocis.token)
-
-
-def client_for(fake: FakeOcis, clock: Clock, token: str | None = None, **kw: float) -> OcisClient:
-    return OcisClient(
-        fake.url, token or fake.token, retry=POLICY, sleep=clock.sleep, clock=clock, **kw
-    )
 
 
 # --- create: one space per tenant, found again by its marker --------------------------------
@@ -463,13 +431,8 @@ def test_the_token_never_appears_in_an_error(ocis: FakeOcis, scenario: str) -> N
     ):
         client.get_drive("storage-users-1$d1")
 
-    texts = [str(err.value), repr(err.value), err.value.message]
-    cause = err.value.__cause__
-    while cause is not None:
-        texts.append(str(cause))
-        cause = cause.__cause__
     assert str(err.value).startswith("ocis: ")
-    for text in texts:
+    for text in error_texts(err.value):
         assert token not in text
         assert ocis.token not in text
 
@@ -484,8 +447,7 @@ def test_without_config_the_provider_names_the_missing_keys() -> None:
 
 def test_pickled_provider_carries_no_credentials(ocis: FakeOcis) -> None:
     provider = configured(SpaceProvider(http_timeout=7.0), ocis.url, ocis.token)
-    # The same serializer Pulumi uses to put the provider into state.
-    payload = base64.b64decode(serialize_provider(provider))
+    payload = state_payload(provider)
 
     assert ocis.token.encode() not in payload
     assert ocis.url.encode() not in payload

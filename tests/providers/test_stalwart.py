@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import dill
 import pytest
-from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.providers.stalwart import (
@@ -18,7 +16,7 @@ from components.providers.stalwart import (
     StalwartSetError,
 )
 from tests.fakes.stalwart_server import FakeStalwart
-from tests.providers.conftest import FAST_RETRY, configured
+from tests.providers.conftest import FAST_RETRY, configured, state_payload
 
 INPUTS = {"domain": "acme.example", "tenant_slug": "acme"}
 
@@ -231,8 +229,7 @@ def test_pickled_provider_carries_no_credentials_and_is_configured_again(
 ) -> None:
     provider = DomainProvider(dkim_timeout=7.0, poll_interval=0.01)
     configured(provider, stalwart.url, stalwart.token)
-    # The same serializer Pulumi uses to put the provider into state.
-    payload = base64.b64decode(serialize_provider(provider))
+    payload = state_payload(provider)
 
     assert stalwart.token.encode() not in payload
     assert stalwart.url.encode() not in payload

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from components.providers._http import ApiError, RetryPolicy
+from components.providers._http import ApiError
 from components.providers.stalwart import (
     PermanentApiError,
     RetryableApiError,
@@ -12,31 +14,9 @@ from components.providers.stalwart import (
     StalwartSetError,
 )
 from tests.fakes.stalwart_server import FakeStalwart
+from tests.providers.conftest import POLICY, Clock, clocked_client, error_texts
 
-POLICY = RetryPolicy(attempts=4, base_delay=1.0, max_delay=2.0, max_retry_after=30.0, budget=60)
-
-
-class Clock:
-    """A fake monotonic clock that only moves when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def client_for(
-    fake: FakeStalwart, clock: Clock, token: str | None = None, timeout: float = 10.0
-) -> StalwartClient:
-    return StalwartClient(
-        fake.url, token or fake.token, timeout=timeout, retry=POLICY, sleep=clock.sleep, clock=clock
-    )
+client_for = functools.partial(clocked_client, StalwartClient)
 
 
 def test_429_is_retried_after_the_servers_retry_after(stalwart: FakeStalwart) -> None:
@@ -157,12 +137,7 @@ def test_the_token_never_appears_in_an_error(stalwart: FakeStalwart, scenario: s
             else:
                 client.find_domain("acme.example")
 
-    texts = [str(err.value), repr(err.value), err.value.message]
-    cause = err.value.__cause__
-    while cause is not None:
-        texts.append(str(cause))
-        cause = cause.__cause__
     assert str(err.value).startswith("stalwart: ")
-    for text in texts:
+    for text in error_texts(err.value):
         assert token not in text
         assert stalwart.token not in text
