@@ -10,6 +10,7 @@ there; the secrets provider is the passphrase; the backend comes from settings.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +48,13 @@ def ensure_cli(settings: Settings) -> auto.PulumiCommand:
             continue
         try:
             return auto.PulumiCommand(root=root, version=version)
-        except (OSError, auto.InvalidVersionError):
+        except (OSError, subprocess.CalledProcessError, auto.InvalidVersionError):
             continue
+    if not settings.install_cli:
+        raise EngineMissingError(
+            f"the Pulumi CLI {version} is not in {settings.cli_root} nor on PATH, and "
+            "DEZKY_INSTALL_PULUMI=0 forbids installing it"
+        )
     try:
         return auto.PulumiCommand.install(root=str(settings.cli_root), version=version)
     except Exception as exc:  # the installer raises URLError, CalledProcessError, OSError

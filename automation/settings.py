@@ -50,6 +50,8 @@ class Settings:
     pulumi_cli_version: str = PULUMI_CLI_VERSION
     # Seconds a run's lease lives without a heartbeat; the holder renews every third of it.
     lease_seconds: float = 60.0
+    # Install the pinned CLI on first use when it is missing (off for air-gapped machines).
+    install_cli: bool = True
     # Stack config from the environment: key -> (value, secret).
     provider_config: Mapping[str, tuple[SecretStr, bool]] = field(default_factory=dict)
     kubeconfig: Path | None = None
@@ -104,4 +106,5 @@ class Settings:
                 if env.get(var)
             },
             kubeconfig=Path(env["KUBECONFIG"]) if env.get("KUBECONFIG") else None,
+            install_cli=env.get("DEZKY_INSTALL_PULUMI", "1") != "0",
         )
