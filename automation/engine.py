@@ -20,7 +20,7 @@ from pulumi.automation import events
 from semver import VersionInfo
 
 from automation.errors import EngineMissingError
-from automation.settings import PLUGINS, Settings
+from automation.settings import Settings
 
 PROJECT = "dezky-infra"
 OnEvent = Callable[[events.EngineEvent], None]
@@ -94,7 +94,11 @@ class Engine:
         project = auto.ProjectSettings(
             name=PROJECT,
             runtime=auto.ProjectRuntimeInfo(
-                name="python", options={"toolchain": "pip", "virtualenv": str(repo / ".venv")}
+                name="python",
+                options={
+                    "toolchain": "pip",
+                    "virtualenv": str(self.settings.venv or repo / ".venv"),
+                },
             ),
             main=str(repo / "stacks"),
             backend=auto.ProjectBackend(url=self.settings.effective_backend_url),
@@ -120,7 +124,7 @@ class Engine:
             config["kubernetes:kubeconfig"] = auto.ConfigValue(text, secret=True)
         stack.set_all_config(config)
         if not self._plugins_installed:
-            for plugin, version in PLUGINS.items():
+            for plugin, version in self.settings.plugins.items():
                 stack.workspace.install_plugin(plugin, version)
             self._plugins_installed = True
 

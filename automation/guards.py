@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from automation.datanotes import DATA_KINDS
 from automation.errors import DataLossRefusedError
 from automation.progress import StackEvent
+from stacks.naming import tenant_slug
 from tenants.model import Status, Tenant
 
 DESTRUCTIVE_OPS = frozenset({"delete", "replace", "create-replacement", "delete-replaced"})
@@ -39,7 +40,13 @@ def check_data_loss(
 
 
 def check_destroy(stack: str, tenant: Tenant | None) -> None:
-    """A tenant stack may only be destroyed once its tenant is offboarding."""
+    """A tenant stack may only be destroyed once its tenant is offboarding.
+
+    The platform stack is not a tenant's: its data holders (Storage Boxes) are protected and
+    retained on delete, so the engine itself refuses to remove them.
+    """
+    if tenant_slug(stack) is None:
+        return
     if tenant is None or tenant.status is not Status.OFFBOARDING:
         status = "no tenant file" if tenant is None else f"status: {tenant.status.value}"
         raise DataLossRefusedError(

@@ -52,6 +52,10 @@ class Settings:
     lease_seconds: float = 60.0
     # Install the pinned CLI on first use when it is missing (off for air-gapped machines).
     install_cli: bool = True
+    # Provider plugins installed at their pinned versions before the first operation.
+    plugins: Mapping[str, str] = field(default_factory=lambda: dict(PLUGINS))
+    # The virtual environment the engine runs the program in; default: the repo's .venv.
+    venv: Path | None = None
     # Stack config from the environment: key -> (value, secret).
     provider_config: Mapping[str, tuple[SecretStr, bool]] = field(default_factory=dict)
     kubeconfig: Path | None = None

@@ -63,3 +63,7 @@ def test_destroy_needs_offboarding(status: str) -> None:
 def test_destroy_of_a_stack_without_tenant_file_is_refused() -> None:
     with pytest.raises(DataLossRefusedError, match="no tenant file"):
         check_destroy("tenant-gone", None)
+
+
+def test_the_platform_stack_may_be_destroyed_its_data_holders_protect_themselves() -> None:
+    check_destroy("platform", None)
