@@ -1,0 +1,1 @@
+"""The run API: records in, records out; it never drives the engine."""
