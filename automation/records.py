@@ -85,3 +85,6 @@ class RunRecord(BaseModel):
     attempt: int = 1
     git_commit: str | None = None
     drifted: tuple[str, ...] = ()
+    tenant: str | None = None
+    # Non-secret stack outputs of a successful up (the engine never hands us secret ones).
+    outputs: dict[str, object] = Field(default_factory=dict)

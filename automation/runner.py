@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from automation import guards
 from automation.engine import Engine, OnEvent, OperationResult, Stack
@@ -20,8 +21,9 @@ from automation.errors import CancelledError, Failure, StalledError, classify
 from automation.lease import FileLease
 from automation.progress import Sink, StackEvent, StepLog, translate
 from automation.records import ChangeSummary, Operation, Reason, RunRecord, RunState
-from automation.runstore import MAX_FAILURES, FileRunStore
+from automation.runstore import MAX_FAILURES, RunStore
 from automation.settings import Settings
+from stacks.naming import tenant_slug
 from tenants.model import Tenant
 
 MAX_ATTEMPTS = 3
@@ -62,6 +64,25 @@ class _Outcome:
     summary: ChangeSummary = field(default_factory=ChangeSummary)
     drifted: tuple[str, ...] = ()
     previewing: bool = True
+    outputs: dict[str, object] = field(default_factory=dict)
+
+
+class Lease(Protocol):
+    """One run per stack: taken before the engine starts, released after."""
+
+    def acquire(self, wait: float = 0.0) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class HeldLease:
+    """For a caller that already holds the stack (the worker's claim holds it in MongoDB)."""
+
+    def acquire(self, wait: float = 0.0) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
 
 
 class Runner:
@@ -71,15 +92,21 @@ class Runner:
         self,
         engine: Engine,
         settings: Settings,
-        store: FileRunStore,
+        store: RunStore,
         sink: Sink,
         cancel: threading.Event,
         sleep: Callable[[float], None] = time.sleep,
         git_commit: str | None = None,
+        lease: Callable[[RunRequest], Lease] | None = None,
     ) -> None:
         self.engine, self.settings, self.store = engine, settings, store
         self.sink, self.cancel, self.sleep = sink, cancel, sleep
         self.git_commit = git_commit
+        self.lease = lease or self._file_lease
+
+    def _file_lease(self, request: RunRequest) -> Lease:
+        return FileLease(self.settings.locks_dir, request.stack, request.id,
+                         request.operation.value, self.settings.lease_seconds)  # fmt: skip
 
     def execute(self, request: RunRequest, spec: StackSpec) -> RunRecord:
         started = now()
@@ -115,17 +142,19 @@ class Runner:
             )
 
     def _once(self, request: RunRequest, spec: StackSpec, outcome: _Outcome) -> None:
-        lease = FileLease(self.settings.locks_dir, request.stack, request.id,
-                          request.operation.value, self.settings.lease_seconds)  # fmt: skip
-        with lease:
-            lease.acquire(request.wait)
+        lease = self.lease(request)
+        lease.acquire(request.wait)
+        try:
             if self.cancel.is_set():
                 raise CancelledError("cancelled before the engine started")
             stack = self.engine.stack(request.stack)
             log = StepLog()
             on_event = translate(request.stack, self.sink, log)
             result = self._operate(request, spec, stack, on_event, log, outcome)
+        finally:
+            lease.release()
         outcome.summary = ChangeSummary.from_engine(result.changes)
+        outcome.outputs = result.outputs
         if request.operation is Operation.DRIFT:
             outcome.drifted = tuple(dict.fromkeys(f"{s.type}::{s.name}" for s in log.changing))
 
@@ -183,6 +212,8 @@ class Runner:
             attempt=attempt,
             git_commit=self.git_commit,
             drifted=outcome.drifted,
+            tenant=tenant_slug(request.stack),
+            outputs=outcome.outputs,
         )
         if state is not RunState.STALLED:
             self.store.record(record, spec.spec_hash, failed=state is RunState.FAILED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from automation.records import RunRecord
 
@@ -22,6 +23,20 @@ class StackHealth:
 
     def stalled(self, spec_hash: str) -> bool:
         return self.failures >= MAX_FAILURES and self.spec_hash == spec_hash
+
+
+class RunStore(Protocol):
+    """Where runs are recorded: the CLI's files, or MongoDB for the worker."""
+
+    def health(self, stack: str) -> StackHealth: ...
+
+    def record(self, run: RunRecord, spec_hash: str, failed: bool) -> None: ...
+
+
+def next_health(before: StackHealth, spec_hash: str, failed: bool) -> StackHealth:
+    """Failures in a row count per spec: a new spec starts from zero."""
+    same_spec = before.spec_hash == spec_hash
+    return StackHealth((before.failures if same_spec else 0) + 1 if failed else 0, spec_hash)
 
 
 class FileRunStore:
@@ -42,10 +57,12 @@ class FileRunStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         with (self.directory / "history.jsonl").open("a", encoding="utf-8") as history:
             history.write(run.model_dump_json() + "\n")
-        before = self.health(run.stack)
-        same_spec = before.spec_hash == spec_hash
-        failures = (before.failures if same_spec else 0) + 1 if failed else 0
-        state = {"failures": failures, "spec_hash": spec_hash, "last": run.model_dump(mode="json")}
+        health = next_health(self.health(run.stack), spec_hash, failed)
+        state = {
+            "failures": health.failures,
+            "spec_hash": spec_hash,
+            "last": run.model_dump(mode="json"),
+        }
         path = self.directory / f"{run.stack}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
