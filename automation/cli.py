@@ -131,9 +131,10 @@ def schema_command(
 
 
 def _register_runs() -> None:
-    from automation import runcli
+    from automation import runcli, servecli
 
     runcli.register(app)
+    servecli.register(app)
 
 
 def main() -> None:
