@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if not issuers:
             raise typer.BadParameter("set DEZKY_OIDC_ISSUERS to the Authentik issuer URL(s)")
         audience = os.environ.get("DEZKY_OIDC_AUDIENCE", "dezky-operator")
-        verifier = TokenVerifier(AuthSettings.from_env_values(issuers, audience))
+        verifier = TokenVerifier(AuthSettings.from_csv(issuers, audience=audience))
         logging.basicConfig(level=logging.INFO)
         with _database(repo.resolve(), embedded) as uri:
             store = mongo.RunStore(mongo.connect(uri))

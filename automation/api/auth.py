@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import jwt
 from bson import ObjectId
+from jwt.exceptions import InvalidSubjectError
 from jwt.types import Options
 from pymongo.collection import Collection
 
@@ -42,7 +43,10 @@ from automation.records import Operation
 
 # RFC 8725 §3.1: an allow-list, one key type per algorithm. HS* is refused on purpose: Authentik
 # falls back to HS256 with the client secret when no signing key is set (RELIABILITY-PERF D3).
-ALGORITHMS: Mapping[str, tuple[str, str | None]] = {"RS256": ("RSA", None), "ES256": ("EC", "P-256")}
+ALGORITHMS: Mapping[str, tuple[str, str | None]] = {
+    "RS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+}
 # Claims an access token must carry; `azp` is what tells it from an ID token in Authentik.
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "azp")
 # Bigger than any Authentik token, small enough that parsing junk costs nothing.
@@ -418,7 +422,7 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidIssuerError, "issuer not accepted"),
     (jwt.InvalidAlgorithmError, "algorithm not allowed"),
     (jwt.InvalidKeyError, "signing key refused"),
-    (jwt.InvalidSubjectError, "malformed claim sub"),
+    (InvalidSubjectError, "malformed claim sub"),
     (jwt.DecodeError, "malformed token"),
 )
 
