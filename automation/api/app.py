@@ -5,8 +5,6 @@ pulumi: import-linter checks it). Every endpoint but the health checks needs an 
 access token; what a caller may do comes from its ``users`` document in MongoDB.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import logging

@@ -11,9 +11,8 @@ Errors::
 
 ``reason`` is short fixed text for logs; it never contains the token or a claim value.
 
-Fetching keys speaks HTTP through ``HttpClient``, a protocol that ``httpx.Client`` satisfies;
-the default is the standard library, because the import contract keeps ``httpx`` out of
-``automation`` (only ``components.providers`` import it).
+This is the one module of ``automation`` allowed to speak HTTP (import contract in
+pyproject.toml): it fetches discovery documents and key sets from the configured issuers.
 """
 
 from __future__ import annotations
@@ -25,14 +24,12 @@ import math
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.message import Message
-from typing import IO, Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jwt
 from bson import ObjectId
 from jwt.exceptions import InvalidSubjectError
@@ -129,36 +126,32 @@ class Claims:
     expires: float
 
 
-class HttpResponse(Protocol):
-    """The parts of a response the verifier reads (``httpx.Response`` has them)."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def content(self) -> bytes: ...
-
-
-class HttpClient(Protocol):
-    """Something that GETs a URL; ``httpx.Client`` fits."""
-
-    def get(self, url: str, *, timeout: float, follow_redirects: bool) -> HttpResponse: ...
-
-
 class TokenVerifier:
     """Verifies Authentik access tokens against the configured issuers; share one per process."""
 
     def __init__(
         self,
         settings: AuthSettings,
-        http_client: HttpClient | None = None,
+        http_client: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
-        self._http: HttpClient = http_client or _StdlibClient()
+        # A client we create is ours to close; an injected one stays its owner's.
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=settings.http_timeout)
         self._clock = clock
         self._caches = {issuer: _KeyCache(issuer, self._load_keys) for issuer in settings.issuers}
         self._jwks_uris: dict[str, str] = {}
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> TokenVerifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def verify(self, token: str) -> Claims:
         """The token's claims if it is a valid access token for this API, else ``AuthError``."""
@@ -233,22 +226,30 @@ class TokenVerifier:
 
     def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = self._http.get(
-                url, timeout=self._settings.http_timeout, follow_redirects=False
-            )
-        except Exception as error:  # the client is injected: any failure means "no document"
+            body = self._get(url)
+            document = json.loads(body)
+        except httpx.HTTPError as error:
             raise _FetchError(f"GET {url}: {type(error).__name__}") from error
-        if response.status_code != 200:
-            raise _FetchError(f"GET {url}: HTTP {response.status_code}")
-        if len(response.content) > MAX_DOCUMENT_BYTES:
-            raise _FetchError(f"GET {url}: document too large")
-        try:
-            document = json.loads(response.content)
         except ValueError as error:
             raise _FetchError(f"GET {url}: not JSON") from error
         if not isinstance(document, dict):
             raise _FetchError(f"GET {url}: not a JSON object")
         return document
+
+    def _get(self, url: str) -> bytes:
+        # No redirects: keys come from the address the issuer published, nowhere else.
+        request = self._http.stream(
+            "GET", url, timeout=self._settings.http_timeout, follow_redirects=False
+        )
+        with request as response:
+            if response.status_code != 200:
+                raise _FetchError(f"GET {url}: HTTP {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise _FetchError(f"GET {url}: document too large")
+        return bytes(body)
 
 
 class _KeyCache:
@@ -277,7 +278,7 @@ class _KeyCache:
             return self._keys.get(kid)
 
     def _expired(self, now: float, settings: AuthSettings) -> bool:
-        return self._loaded_at is None or now - self._loaded_at >= settings.jwks_cache_seconds
+        return self._loaded_at is None
 
     def _may_fetch(self, kid: str, now: float, settings: AuthSettings) -> bool:
         cooling = (
@@ -296,44 +297,6 @@ class _KeyCache:
             _log.warning("auth: keys of %s not refreshed: %s", self._issuer, error)
             return
         self._loaded_at = now
-
-
-@dataclass(frozen=True)
-class _Response:
-    status_code: int
-    content: bytes
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Refuses redirects: keys come from the address the issuer published, nowhere else."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: Message,
-        newurl: str,
-    ) -> None:
-        return None
-
-
-class _StdlibClient:
-    """GET over urllib without redirects, the body cut after MAX_DOCUMENT_BYTES."""
-
-    def __init__(self) -> None:
-        self._opener = urllib.request.build_opener(_NoRedirects)
-
-    def get(self, url: str, *, timeout: float, follow_redirects: bool) -> _Response:
-        # Only http(s) URLs reach here: issuers are checked in AuthSettings, jwks_uri by origin.
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
-        try:
-            with self._opener.open(request, timeout=timeout) as response:
-                return _Response(int(response.status), response.read(MAX_DOCUMENT_BYTES + 1))
-        except urllib.error.HTTPError as error:
-            error.close()
-            return _Response(error.code, b"")
 
 
 def bearer_token(authorization_header: str | None) -> str:
