@@ -92,6 +92,7 @@ def plan(
     """Offline plan: run the stack programs under mocks; no engine, no credentials."""
     # Imported here: they load Pulumi (~0.5 s), which `validate` has no use for.
     from automation import report
+    from automation.admission import AdmissionError
     from automation.gitrepo import GitError
     from automation.plan import PlanError, Workspace, plan_all, plan_change
 
@@ -101,7 +102,7 @@ def plan(
             result = plan_all(ws, workers, [s for s in only.split(",") if s])
         else:
             result = plan_change(ws, base, workers)
-    except SpecError as exc:
+    except (SpecError, AdmissionError) as exc:
         raise _fail(EXIT_INVALID, str(exc)) from None
     except (GitError, PlanError) as exc:
         raise _fail(EXIT_OPERATIONAL, f"error: {exc}") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pydantic
 
-from automation import datanotes
+from automation import admission, datanotes
 from automation.diff import StackChanges, compare
 from automation.gitrepo import GitRepo
 from automation.render import DeclaredResource, RenderedStack, render_all
@@ -85,6 +85,7 @@ def plan_all(ws: Workspace, workers: int | None = None, only: Iterable[str] = ()
         inputs = [i for i in inputs if i.stack in wanted]
     titles = {tenant_stack(f.tenant.slug): f.tenant.name for f in files}
     rendered = render_all(inputs, workers)
+    admission.admit(environment, rendered, admission.usage(f.tenant for f in files))
     return Plan(
         environment.name,
         None,
@@ -118,8 +119,17 @@ def plan_change(ws: Workspace, base_ref: str, workers: int | None = None) -> Pla
             r.stack: r for r in render_all(_base_inputs(git, commit, stacks, base_env), workers)
         }
 
+    admission.admit(head_env, list(head.values()), _fleet_usage(ws, head_env, changed))
     plans = [_stack_plan(s, titles.get(s, s), base.get(s), head.get(s)) for s in sorted(stacks)]
     return Plan(head_env.name, base_ref, tuple(p for p in plans if p is not None))
+
+
+def _fleet_usage(ws: Workspace, env: Environment, changed: set[str]) -> admission.Usage | None:
+    # Quotas change only with tenant files or the environment: only then read the whole fleet.
+    if not any(_tenant_file_slug(p) or p == ws.environment_path for p in changed):
+        return None
+    files = load_tenants(tenant_paths(ws.root / TENANTS_DIR), env.base_domain)
+    return admission.usage(f.tenant for f in files)
 
 
 def affected_stacks(changed: set[str], ws: Workspace, git: GitRepo, commit: str) -> set[str]:

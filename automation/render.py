@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +68,13 @@ class _Recorder(pulumi.runtime.Mocks):
             outputs = {name: f"${{platform.{name}}}" for name in refs.OUTPUT_NAMES}
             return args.name, {"name": args.name, "outputs": outputs, "secretOutputNames": []}
         computed = {key: f"{args.name}.{key}" for key in COMPUTED_OUTPUTS.get(args.typ, ())}
-        return f"{args.name}-id", {**computed, **args.inputs}
+        # Hetzner ids are numbers; a stable one per name keeps `.id.apply(int)` working.
+        resource_id = (
+            str(zlib.crc32(args.name.encode()))
+            if args.typ.startswith("hcloud:")
+            else f"{args.name}-id"
+        )
+        return resource_id, {**computed, **args.inputs}
 
     def call(
         self, args: pulumi.runtime.MockCallArgs

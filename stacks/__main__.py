@@ -11,6 +11,7 @@ from pathlib import Path
 import pulumi
 
 from stacks import naming
+from stacks.platform import PlatformSecrets
 from stacks.program import StackInputs, run
 from tenants.environment import ENVIRONMENTS_DIR, load_environment
 from tenants.loader import load_tenant
@@ -20,11 +21,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _inputs() -> StackInputs:
     stack = pulumi.get_stack()
-    env_name = pulumi.Config("dezky").require("environment")
+    config = pulumi.Config("dezky")
+    env_name = config.require("environment")
     environment = load_environment(REPO / ENVIRONMENTS_DIR / f"{env_name}.yaml")
     slug = naming.tenant_slug(stack)
     if slug is None:
-        return StackInputs.for_platform(environment)
+        # Secret values for Storage Boxes and subaccounts, keyed "<box>" and "<box>/<source>".
+        passwords = config.require_secret_object("storageBoxPasswords")
+        secrets = PlatformSecrets(lambda name: passwords.apply(lambda all_: str(all_[name])))
+        return StackInputs.for_platform(environment, secrets)
     spec = load_tenant(REPO / "tenants" / f"{slug}.yaml").tenant
     return StackInputs.for_tenant(spec, environment)
 

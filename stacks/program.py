@@ -21,14 +21,19 @@ class StackInputs:
     stack: str
     environment: Environment
     tenant: Tenant | None = None
+    secrets: platform.PlatformSecrets = platform.PlatformSecrets(platform.offline_secret)
 
     @classmethod
     def for_tenant(cls, spec: Tenant, environment: Environment) -> StackInputs:
         return cls(tenant_stack(spec.slug), environment, spec)
 
     @classmethod
-    def for_platform(cls, environment: Environment) -> StackInputs:
-        return cls(PLATFORM_STACK, environment)
+    def for_platform(
+        cls, environment: Environment, secrets: platform.PlatformSecrets | None = None
+    ) -> StackInputs:
+        if secrets is None:
+            return cls(PLATFORM_STACK, environment)
+        return cls(PLATFORM_STACK, environment, secrets=secrets)
 
 
 def run(inputs: StackInputs) -> None:
@@ -36,4 +41,4 @@ def run(inputs: StackInputs) -> None:
     if inputs.tenant is not None:
         tenant.build(inputs.tenant, inputs.environment)
     else:
-        platform.build(inputs.environment)
+        platform.build(inputs.environment, inputs.secrets)

@@ -278,7 +278,7 @@ class _KeyCache:
             return self._keys.get(kid)
 
     def _expired(self, now: float, settings: AuthSettings) -> bool:
-        return self._loaded_at is None
+        return self._loaded_at is None or now - self._loaded_at >= settings.jwks_cache_seconds
 
     def _may_fetch(self, kid: str, now: float, settings: AuthSettings) -> bool:
         cooling = (

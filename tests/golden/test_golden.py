@@ -1,8 +1,9 @@
 """Golden cases: a tenant file in, the resources its stack declares out (mock runtime).
 
-Each folder under cases/ holds ``tenant.yaml`` (none for the platform stack) and
-``expected.json``. After an intended change, regenerate with ``UPDATE_GOLDEN=1 make unit``
-and review the diff of expected.json like code.
+Each folder under cases/ holds ``tenant.yaml`` (none for the platform stack),
+optionally ``environment`` (its name; default prod), and ``expected.json``. After an
+intended change, regenerate with ``UPDATE_GOLDEN=1 make unit`` and review the diff of
+expected.json like code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ CASES = Path(__file__).parent / "cases"
 
 
 def _inputs(case: Path) -> StackInputs:
-    environment = load_environment(REPO / "environments" / "prod.yaml")
+    env_file = case / "environment"  # optional: the environment's name (default prod)
+    name = env_file.read_text().strip() if env_file.exists() else "prod"
+    environment = load_environment(REPO / "environments" / f"{name}.yaml")
     spec = case / "tenant.yaml"
     if not spec.exists():
         return StackInputs.for_platform(environment)

@@ -76,12 +76,14 @@ def test_adding_a_tenant_creates_only_its_stack(repo: Path) -> None:
 
 def test_changing_a_plan_updates_the_quota_in_place(repo: Path) -> None:
     path = repo / "tenants" / "acme.yaml"
-    path.write_text(path.read_text().replace("plan: pro", "plan: enterprise"))
+    path.write_text(path.read_text().replace("plan: pro", "plan: mvp"))
     result = plan_json(repo)
     assert [s["stack"] for s in result["stacks"]] == ["tenant-acme"]
     updated = {c["name"]: c["fields"] for c in changes(result, "tenant-acme")["update"]}
-    assert updated["k8s-quota"]["spec.hard.requests.cpu"] == {"old": "2", "new": "4"}
-    assert updated["k8s-quota"]["spec.hard.requests.memory"] == {"old": "4Gi", "new": "8Gi"}
+    assert updated["k8s-quota"]["spec.hard.requests.cpu"] == {"old": "2", "new": "1"}
+    assert updated["k8s-quota"]["spec.hard.requests.memory"] == {"old": "4Gi", "new": "2Gi"}
+    space = updated["files-space"]["quota_bytes"]
+    assert (space["old"], space["new"]) == (250e9, 50e9)  # a quota change is an update
     assert changes(result, "tenant-acme")["delete"] == []
     assert next(s for s in result["stacks"] if s["stack"] == "tenant-acme")["notes"] == []
 
@@ -145,3 +147,11 @@ def test_removing_a_mail_domain_keeps_the_mail_and_says_so(repo: Path) -> None:
     markdown = plan(repo, "--format", "markdown").stdout
     assert "**Customer data**" in markdown
     assert "- `tenant-acme`: removes mail domain acme-handel.de: mail is kept" in markdown
+
+
+def test_plan_base_checks_capacity_when_a_tenant_changes(repo: Path) -> None:
+    path = repo / "tenants" / "acme.yaml"
+    path.write_text(path.read_text() + "quota:\n  mail_gb: 500\n")
+    done = plan(repo)
+    assert done.returncode == 2
+    assert "admission: tenants' mail quotas add up to 700 GB" in done.stderr
