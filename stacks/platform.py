@@ -1,8 +1,10 @@
 """The platform stack program: what every tenant stack builds on.
 
 Declares the shared Authentik objects (parent group, login stages, recovery flow) and, where
-the environment has Hetzner parts (prod), the backup Storage Boxes: a BX in fsn1 for the
-restic repositories and one in hel1 for disaster recovery, each with a subaccount per source.
+the environment has Hetzner parts (prod): the adopted AX41 (reverse DNS and the Robot
+firewall; never ordered or cancelled from here) and the backup Storage Boxes, a BX in fsn1 for
+the restic repositories and one in hel1 for disaster recovery, each with a subaccount per
+backup source.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.identity_platform import PlatformIdentity
+from components.server import DedicatedServer, DedicatedServerArgs
 from components.storage import BackupStorageBox, StorageBoxArgs
 from stacks import refs
 from tenants.environment import Environment, StorageBox
@@ -48,6 +51,18 @@ def build(environment: Environment, secrets: PlatformSecrets) -> None:
     hetzner = environment.hetzner
     if hetzner is None:
         return
+    server = DedicatedServer(
+        "ax41",
+        DedicatedServerArgs(
+            server_number=hetzner.server_number,
+            ipv4=hetzner.ipv4,
+            ipv6=hetzner.ipv6,
+            hostname=hetzner.hostname,
+            admin_networks=list(hetzner.admin_networks),
+            mail=True,
+        ),
+    )
+    pulumi.export("server_ip", server.server_ip)
     for role, box in (("backup", hetzner.backup_box), ("dr", hetzner.dr_box)):
         storage = BackupStorageBox(role, _box_args(box, hetzner.backup_sources, secrets))
         pulumi.export(f"{role}_storage_box_server", storage.box.server)
