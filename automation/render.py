@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import pickle
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -135,6 +136,7 @@ class _SharedExecutor(ThreadPoolExecutor):
         super().shutdown(wait=True)
 
 
+_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
 _EXECUTOR: _SharedExecutor | None = None
 _THREAD_LOOPS: list[asyncio.AbstractEventLoop] = []
 
@@ -180,6 +182,10 @@ def render(inputs: StackInputs, program: Callable[[StackInputs], None] = run) ->
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+        # pulumi.dynamic.serialize_provider wraps pickle._Pickler._batch_setitems once more on
+        # every dynamic resource and never unwraps it; in a process that renders many stacks
+        # the wrappers nest until RecursionError (after ~1,000 dynamic resources).
+        pickle._Pickler._batch_setitems = _BATCH_SETITEMS  # type: ignore[attr-defined]
     return RenderedStack(inputs.stack, _tree_order(monitor.declared))
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pulumi
+import pulumi.dynamic
 import pulumi_kubernetes as k8s
 import pytest
 
@@ -70,3 +71,29 @@ def test_plan_json_shape(tmp_path: Path) -> None:
     assert quota["parent"] == "k8s"
     assert quota["inputs"]["spec"]["hard"]["requests.cpu"] == "2"
     assert summary.read_text().startswith("### dezky-infra plan (prod)")
+
+
+class _NoopProvider(pulumi.dynamic.ResourceProvider):
+    def __init__(self) -> None:
+        self.options = {"timeout": 10}  # a dict in the pickled state, as real providers have
+
+    def create(self, props: dict[str, object]) -> pulumi.dynamic.CreateResult:
+        return pulumi.dynamic.CreateResult("x", props)
+
+
+class _Noop(pulumi.dynamic.Resource, module="test", name="Noop"):
+    def __init__(self, name: str) -> None:
+        super().__init__(_NoopProvider(), name, {"n": 1})
+
+
+def _many_dynamic_resources(inputs: StackInputs) -> None:
+    for i in range(20):
+        _Noop(f"d{i}")
+
+
+def test_one_process_renders_thousands_of_dynamic_resources() -> None:
+    # Regression: pulumi.dynamic nests a pickle wrapper per dynamic resource and never
+    # unwraps it, so a long-lived renderer hit RecursionError after ~1,000 of them.
+    for _ in range(60):
+        rendered = render(StackInputs.for_platform(ENV), _many_dynamic_resources)
+    assert len(rendered.resources) == 20
