@@ -74,5 +74,6 @@ def files_args(tenant: Tenant) -> FileSpaceArgs:
         manager_group=f"{tenant.slug}-admins",
         enabled=tenant.status is Status.ACTIVE,
         tenant_status=tenant.status.value,
+        purge=tenant.purge_files_on_destroy,
         protect=tenant.status is not Status.OFFBOARDING,
     )

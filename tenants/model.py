@@ -142,6 +142,20 @@ class Tenant(_Frozen):
     mfa: Mfa | None = Field(
         default=None, description="Second factor for members; default from the plan."
     )
+    purge_files_on_destroy: bool = Field(
+        default=False,
+        strict=True,
+        validate_default=True,
+        description="Only with status: offboarding: an explicit destroy deletes the file space "
+        "for good instead of disabling it. Mail domains are removed by that destroy either way.",
+    )
+
+    @field_validator("purge_files_on_destroy")
+    @classmethod
+    def _purge_only_when_offboarding(cls, purge: bool, info: ValidationInfo) -> bool:
+        if purge and info.data.get("status") is not Status.OFFBOARDING:
+            raise ValueError("may only be true when status is offboarding")
+        return purge
 
     @field_validator("mail_domains")
     @classmethod

@@ -296,3 +296,13 @@ def test_plan_with_a_bad_file_renders_nothing(repo_copy: Path, cli: CliRunner) -
     assert result.exit_code == 2
     assert '"stacks"' not in result.output  # no stack was rendered, not even the valid one
     assert f"{repo_copy}/tenants/beta.yaml:1:1: name: required field is missing" in result.output
+
+
+def test_purge_is_refused_unless_offboarding(repo_copy: Path, cli: CliRunner) -> None:
+    path = repo_copy / "tenants" / "acme.yaml"
+    path.write_bytes(VALID + b"purge_files_on_destroy: true\n")
+    result = cli.invoke(app, ["validate", "--repo", str(repo_copy)])
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        f"{path}:7:25: purge_files_on_destroy: may only be true when status is offboarding"
+    )
