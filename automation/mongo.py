@@ -169,13 +169,17 @@ class RunStore:
             )
             if claimed is not None:
                 return Claim(_record(claimed), worker, now + self.lease)
-            self._unlock_stack(doc["stack"], doc["_id"])
+            self._unlock_stack(doc["stack"], doc["_id"], worker)
         return None
 
     def _lock_stack(self, stack: str, run_id: str, worker: str, now: datetime) -> bool:
         try:
             self.locks.find_one_and_update(
-                {"_id": stack, "$or": [{"expires": {"$lt": now}}, {"run_id": run_id}]},
+                # Only an expired lock, or our own, may be taken: never another worker's.
+                {
+                    "_id": stack,
+                    "$or": [{"expires": {"$lt": now}}, {"run_id": run_id, "worker": worker}],
+                },
                 {"$set": {"run_id": run_id, "worker": worker, "expires": now + self.lease}},
                 upsert=True,
             )
@@ -183,8 +187,8 @@ class RunStore:
             return False  # held by a live run
         return True
 
-    def _unlock_stack(self, stack: str, run_id: str) -> None:
-        self.locks.delete_one({"_id": stack, "run_id": run_id})
+    def _unlock_stack(self, stack: str, run_id: str, worker: str) -> None:
+        self.locks.delete_one({"_id": stack, "run_id": run_id, "worker": worker})
 
     def heartbeat(self, claim: Claim) -> bool:
         """Renew the run's lease and its stack lock; False when the claim was lost."""
@@ -226,7 +230,7 @@ class RunStore:
         self.runs.update_one(
             {"_id": claim.run.id}, {"$set": fields, "$unset": {"lease_expires": ""}}
         )
-        self._unlock_stack(claim.run.stack, claim.run.id)
+        self._unlock_stack(claim.run.stack, claim.run.id, claim.worker)
 
     # -- RunStore protocol for the runner: failures in a row per stack ------------------------
 

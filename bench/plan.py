@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -69,6 +70,10 @@ def tenant_file(i: int, plan: str | None = None) -> str:
 
 def make_repo(root: Path, n: int) -> None:
     shutil.copytree(ROOT / "environments", root / "environments")
+    # A fleet of N tenants needs a platform sized for it, or admission refuses the plan.
+    prod = root / "environments" / "prod.yaml"
+    text = re.sub(r"files_gb: \d+", f"files_gb: {2000 * n}", prod.read_text(encoding="utf-8"))
+    prod.write_text(re.sub(r"mail_gb: \d+", f"mail_gb: {500 * n}", text), encoding="utf-8")
     shutil.copy2(ROOT / "Pulumi.yaml", root)
     (root / "tenants").mkdir()
     for i in range(n):

@@ -84,9 +84,10 @@ def test_an_expired_lease_goes_back_to_the_queue_a_bounded_number_of_times(
     for attempt in range(1, MAX_CLAIMS + 1):
         claim = s.claim(f"w{attempt}")  # claim() re-queues what expired first
         assert claim is not None and claim.run.id == run.id, attempt
-        db["automation_runs"].update_one(
-            {"_id": run.id}, {"$set": {"lease_expires": utcnow() - timedelta(seconds=1)}}
-        )
+        # The worker dies: neither its run lease nor its stack lock is renewed any more.
+        past = utcnow() - timedelta(seconds=1)
+        db["automation_runs"].update_one({"_id": run.id}, {"$set": {"lease_expires": past}})
+        db["automation_stack_locks"].update_one({"_id": run.stack}, {"$set": {"expires": past}})
     assert s.claim("w-last") is None
     final = s.get(run.id)
     assert final is not None and final.state is RunState.FAILED
@@ -138,3 +139,16 @@ def test_pagination_newest_first_with_a_cursor(db: Database[dict[str, Any]]) -> 
     only_t1 = s.list(["t1"], None, 10, None)
     assert [r.stack for r in only_t1] == ["tenant-t1"]
     assert decode_cursor("garbage") is None
+
+
+def test_a_worker_that_loses_the_race_never_frees_the_winners_stack_lock(
+    db: Database[dict[str, Any]],
+) -> None:
+    s = store(db)
+    run, _ = s.enqueue(queued())
+    winner = s.claim("w1")
+    assert winner is not None
+    # w2 saw the run as queued a moment earlier and now tries to lock and unlock its stack.
+    assert not s._lock_stack(run.stack, run.id, "w2", utcnow())
+    s._unlock_stack(run.stack, run.id, "w2")
+    assert db["automation_stack_locks"].find_one({"_id": run.stack})["worker"] == "w1"  # type: ignore[index]
