@@ -35,6 +35,8 @@ class ApiSettings:
 
     runs_per_minute: int = 30
     event_poll_seconds: float = 0.5
+    # How long a caller's rights (its users document) are reused before being read again.
+    principal_cache_seconds: float = 10.0
     git_commit: str | None = None
 
 
@@ -61,9 +63,34 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
+class PrincipalCache:
+    """Callers' rights from MongoDB, reused for a few seconds: one read less per request."""
+
+    def __init__(
+        self, store: RunStore, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store, self.seconds, self.clock = store, seconds, clock
+        self.entries: dict[str, tuple[float, auth.Principal | None]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, subject: str) -> auth.Principal | None:
+        now = self.clock()
+        with self.lock:
+            cached = self.entries.get(subject)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = auth.load_principal(self.store.users, subject)
+        with self.lock:
+            if len(self.entries) > 10_000:  # bounded: unknown subjects must not grow it forever
+                self.entries.clear()
+            self.entries[subject] = (now + self.seconds, found)
+        return found
+
+
 def create_app(store: RunStore, verifier: auth.TokenVerifier, settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="dezky-infra run API", version="1", openapi_url="/openapi.json")
     limiter = RateLimiter(settings.runs_per_minute)
+    principals = PrincipalCache(store, settings.principal_cache_seconds)
 
     def principal(authorization: Annotated[str | None, Header()] = None) -> auth.Principal:
         try:
@@ -72,7 +99,7 @@ def create_app(store: RunStore, verifier: auth.TokenVerifier, settings: ApiSetti
             log.info("rejected token: %s", exc.reason)
             raise HTTPException(401, "invalid or missing bearer token",
                                 headers={"WWW-Authenticate": "Bearer"}) from None  # fmt: skip
-        found = auth.load_principal(store.users, claims.subject)
+        found = principals.get(claims.subject)
         if found is None:
             raise HTTPException(403, "no operator account for this token")
         return found

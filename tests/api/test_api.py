@@ -263,3 +263,19 @@ def test_end_to_end_run_events_and_tenant_status(
     assert status["provisioning_status"]["ocis"] == "ok"
     assert status["recent_runs"][0]["id"] == run["id"]
     assert mongo_db["tenants"].find_one({"slug": "acme"})["ocisSpaceId"] == "d-1"  # type: ignore[index]
+
+
+def test_rights_are_reread_after_the_cache_window(mongo_db: Database[dict[str, Any]]) -> None:
+    from automation.api.app import PrincipalCache
+
+    now = [0.0]
+    mongo_db["users"].insert_one(
+        {"authentikSubjectId": "eve", "platformAdmin": True, "tenantIds": []}
+    )
+    cache = PrincipalCache(RunStore(mongo_db), 10, clock=lambda: now[0])
+    assert cache.get("eve").platform_admin  # type: ignore[union-attr]
+    mongo_db["users"].update_one({"authentikSubjectId": "eve"}, {"$set": {"platformAdmin": False}})
+    now[0] = 9.0
+    assert cache.get("eve").platform_admin  # type: ignore[union-attr]
+    now[0] = 10.5
+    assert not cache.get("eve").platform_admin  # type: ignore[union-attr]
