@@ -129,17 +129,12 @@ class SpaceProvider(TokenProvider[OcisClient]):
     product = "OCIS"
     client_type = OcisClient
     inputs = _INPUTS
+    # Nothing replaces: a new space would be an empty one, and the old one's files would go.
+    stables = ("drive_id",)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         failures = [dynamic.CheckFailure(key, reason) for key, reason in _problems(news)]
         return dynamic.CheckResult(dict(news), failures)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = self._changed(olds, news)
-        # Nothing replaces: a new space would be an empty one, and the old one's files would go.
-        return dynamic.DiffResult(
-            changes=bool(changed), replaces=[], stables=["drive_id"], delete_before_replace=False
-        )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         slug = str(props["tenant_slug"])

@@ -24,7 +24,7 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.providers._base import TokenProvider, known_problems
+from components.providers._base import TokenProvider
 from components.providers._http import (
     ApiError,
     PermanentApiError,
@@ -198,20 +198,8 @@ class ReverseDnsProvider(_RobotProvider):
     """The PTR record of one IP of a dedicated server (``/rdns/{ip}``)."""
 
     inputs = ("ip", "ptr")
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        checks = (("ip", ip_problem), ("ptr", fqdn_problem))
-        failures = [dynamic.CheckFailure(k, reason) for k, reason in known_problems(news, checks)]
-        return dynamic.CheckResult(dict(news), failures)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = self._changed(olds, news)
-        return dynamic.DiffResult(
-            changes=bool(changed),
-            replaces=["ip"] if "ip" in changed else [],
-            stables=[],
-            delete_before_replace=False,
-        )
+    checks = (("ip", ip_problem), ("ptr", fqdn_problem))
+    replace_on = frozenset({"ip"})
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         ip, ptr = str(props["ip"]), str(props["ptr"])
@@ -262,28 +250,22 @@ class FirewallProvider(_RobotProvider):
         self.apply_timeout = apply_timeout
         self.poll_interval = poll_interval
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        checks = (
-            ("server_number", server_number_problem),
-            ("rules", rules_problem),
-            ("output_rules", rules_problem),
-            ("filter_ipv6", _bool_problem),
-            ("whitelist_hos", _bool_problem),
-        )
-        failures = [dynamic.CheckFailure(k, reason) for k, reason in known_problems(news, checks)]
-        return dynamic.CheckResult(dict(news), failures)
+    checks = (
+        ("server_number", server_number_problem),
+        ("rules", rules_problem),
+        ("output_rules", rules_problem),
+        ("filter_ipv6", _bool_problem),
+        ("whitelist_hos", _bool_problem),
+    )
+    replace_on = frozenset({"server_number"})
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+    def _changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        # Compared normalised: the engine drops None values inside nested rule dicts.
         olds_n, news_n = _desired(olds), _desired(news)
         changed = [k for k in self.inputs if news.get(k) == UNKNOWN or olds_n[k] != news_n[k]]
         if olds.get("status") not in (None, "active"):
             changed.append("status")  # disabled (or left half-applied) out of band
-        return dynamic.DiffResult(
-            changes=bool(changed),
-            replaces=["server_number"] if "server_number" in changed else [],
-            stables=[],
-            delete_before_replace=False,
-        )
+        return changed
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         desired = _desired(props)

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 from pulumi import dynamic
 
-from components.providers._base import TokenProvider, config_keys, known_problems, slug_problem
+from components.providers._base import TokenProvider, config_keys, slug_problem
 from components.providers._dnszone import parse_zone
 from components.providers._http import (
     ApiError,
@@ -92,6 +92,8 @@ class DomainProvider(TokenProvider[StalwartClient]):
     product = "Stalwart"
     client_type = StalwartClient
     inputs = ("domain", "tenant_slug")
+    checks = (("domain", fqdn_problem), ("tenant_slug", slug_problem))
+    replace_on = frozenset({"domain"})
 
     def __init__(
         self,
@@ -104,20 +106,6 @@ class DomainProvider(TokenProvider[StalwartClient]):
         super().__init__(http_timeout=http_timeout, retry=retry)
         self.dkim_timeout = dkim_timeout
         self.poll_interval = poll_interval
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        checks = (("domain", fqdn_problem), ("tenant_slug", slug_problem))
-        failures = [dynamic.CheckFailure(k, reason) for k, reason in known_problems(news, checks)]
-        return dynamic.CheckResult(dict(news), failures)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = self._changed(olds, news)
-        return dynamic.DiffResult(
-            changes=bool(changed),
-            replaces=["domain"] if "domain" in changed else [],
-            stables=[],
-            delete_before_replace=False,
-        )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         name, slug = str(props["domain"]), str(props["tenant_slug"])
