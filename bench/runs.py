@@ -385,7 +385,7 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=19, help="tenant stacks (overhead)")
     parser.add_argument("--slow-tenants", type=int, default=8, help="tenant stacks (speed-up)")
     parser.add_argument("--steps", type=int, default=4, help="steps per slow stack")
-    parser.add_argument("--step-seconds", type=float, default=0.4, help="seconds per step")
+    parser.add_argument("--step-seconds", type=float, default=1.0, help="seconds per step")
     parser.add_argument("--profile", type=int, default=0, help="print top N cProfile entries")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
