@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,12 +72,15 @@ class Engine:
         self.settings = settings
         self._command = command
         self._plugins_installed = False
+        # Parallel stacks share one Engine: install the CLI and plugins once, not concurrently.
+        self._lock = threading.Lock()
 
     @property
     def command(self) -> auto.PulumiCommand:
-        if self._command is None:
-            self._command = ensure_cli(self.settings)
-        return self._command
+        with self._lock:
+            if self._command is None:
+                self._command = ensure_cli(self.settings)
+            return self._command
 
     def _env(self) -> dict[str, str]:
         return {
@@ -123,10 +127,11 @@ class Engine:
             text = self.settings.kubeconfig.read_text(encoding="utf-8")
             config["kubernetes:kubeconfig"] = auto.ConfigValue(text, secret=True)
         stack.set_all_config(config)
-        if not self._plugins_installed:
-            for plugin, version in self.settings.plugins.items():
-                stack.workspace.install_plugin(plugin, version)
-            self._plugins_installed = True
+        with self._lock:
+            if not self._plugins_installed:
+                for plugin, version in self.settings.plugins.items():
+                    stack.workspace.install_plugin(plugin, version)
+                self._plugins_installed = True
 
     def preview(
         self,

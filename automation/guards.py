@@ -39,7 +39,7 @@ def check_data_loss(
     )
 
 
-def check_destroy(stack: str, tenant: Tenant | None) -> None:
+def check_destroy(stack: str, tenant: Tenant | None, allow_data_loss: bool) -> None:
     """A tenant stack may only be destroyed once its tenant is offboarding.
 
     The platform stack is not a tenant's: its data holders (Storage Boxes) are protected and
@@ -52,4 +52,9 @@ def check_destroy(stack: str, tenant: Tenant | None) -> None:
         raise DataLossRefusedError(
             f"{stack}: destroy needs the tenant to be offboarding ({status}); set "
             "`status: offboarding` in its file and merge first"
+        )
+    if not allow_data_loss:
+        raise DataLossRefusedError(
+            f"{stack}: destroying a tenant deletes its mail domains (and its file space if "
+            "purge_files_on_destroy is set); this needs --allow-data-loss"
         )

@@ -9,12 +9,13 @@ host. The file form serves the CLI on one machine; the worker uses the run store
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,23 +107,35 @@ class FileLease:
     def try_acquire(self) -> Holder | None:
         """Take the lease; return the live holder instead when someone else has it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            except FileExistsError:
-                holder = self.current()
-                if holder is not None and holder.alive(self.clock()):
-                    return holder
-                self._discard_stale()
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(asdict(self._holder()), handle)
-            return None
+        mine = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+        mine.write_text(json.dumps(asdict(self._holder())), encoding="utf-8")
+        try:
+            while True:
+                try:
+                    os.link(mine, self.path)  # atomic, and the file never exists half-written
+                    return None
+                except FileExistsError:
+                    pass
+                with self._takeover_guard():
+                    # Re-read under the guard: of two takers of one stale lease, only the first
+                    # sets it aside; the second then sees the first's live lease.
+                    holder = self.current()
+                    if holder is not None and holder.alive(self.clock()):
+                        return holder
+                    if holder is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.replace(self.path, self.path.with_suffix(f".stale-{os.getpid()}"))
+        finally:
+            mine.unlink(missing_ok=True)
 
-    def _discard_stale(self) -> None:
-        # Rename is atomic: of two processes taking over, one wins, the other retries.
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(self.path, self.path.with_suffix(f".stale-{os.getpid()}"))
+    @contextlib.contextmanager
+    def _takeover_guard(self) -> Iterator[None]:
+        with (self.path.parent / f".{self.path.stem}.takeover").open("a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(guard, fcntl.LOCK_UN)
 
     def acquire(self, wait: float = 0.0) -> None:
         """Take the lease, waiting up to ``wait`` seconds; StackBusyError if still held."""
@@ -155,7 +168,8 @@ class FileLease:
     def _start_heartbeat(self) -> None:
         def beat() -> None:
             while not self._stop.wait(self.seconds / 3):
-                self.renew()
+                with contextlib.suppress(OSError):  # a full disk now must not end the heartbeat
+                    self.renew()
 
         self._heartbeat = threading.Thread(target=beat, name=f"lease-{self.stack}", daemon=True)
         self._heartbeat.start()

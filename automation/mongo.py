@@ -206,6 +206,17 @@ class RunStore:
         """Runs whose worker died go back to the queue, at most ``MAX_CLAIMS`` times."""
         now = utcnow()
         expired = {"state": RunState.RUNNING.value, "lease_expires": {"$lt": now}}
+        self.runs.update_many(  # asked to stop: it stays stopped
+            {**expired, "cancel_requested": True},
+            {
+                "$set": {
+                    "state": RunState.CANCELLED.value,
+                    "reason": Reason.CANCELLED.value,
+                    "message": "cancelled; its worker stopped",
+                    "finished_at": _iso(),
+                }
+            },  # fmt: skip
+        )
         failed = self.runs.update_many(
             {**expired, "claims": {"$gte": MAX_CLAIMS}},
             {
@@ -227,9 +238,9 @@ class RunStore:
         fields = _doc(result)
         for key in ("_id", "created_at", "created_dt", "requested_by", "git_commit"):
             fields.pop(key, None)
-        self.runs.update_one(
-            {"_id": claim.run.id}, {"$set": fields, "$unset": {"lease_expires": ""}}
-        )
+        # Only while we still hold it: a run re-queued after our lease expired is not ours.
+        owned = {"_id": claim.run.id, "worker": claim.worker, "state": RunState.RUNNING.value}
+        self.runs.update_one(owned, {"$set": fields, "$unset": {"lease_expires": ""}})
         self._unlock_stack(claim.run.stack, claim.run.id, claim.worker)
 
     # -- RunStore protocol for the runner: failures in a row per stack ------------------------

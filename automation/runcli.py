@@ -16,6 +16,7 @@ from rich.console import Console
 from automation import console, signals
 from automation.engine import Engine
 from automation.errors import EXIT_CODES, classify
+from automation.gitrepo import GitError
 from automation.orchestrate import (
     Selection,
     SelectionError,
@@ -24,7 +25,7 @@ from automation.orchestrate import (
     select,
     spec_for,
 )
-from automation.plan import Workspace
+from automation.plan import PlanError, Workspace
 from automation.records import Operation, RunRecord, RunState
 from automation.recover import recover
 from automation.runner import Runner, RunRequest
@@ -75,6 +76,12 @@ def _execute(
         raise typer.Exit(EXIT_CODES[classify(exc, True).reason]) from None
     except SelectionError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (GitError, PlanError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"error: {exc.filename or ''}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
     if not stacks:
         typer.echo("no stacks selected")

@@ -180,7 +180,7 @@ class Runner:
         outcome.previewing = False
         if op is Operation.REFRESH:
             return self.engine.refresh(stack, on_event)
-        guards.check_destroy(request.stack, spec.tenant)
+        guards.check_destroy(request.stack, spec.tenant, request.allow_data_loss)
         return self.engine.destroy(stack, on_event)
 
     def _finish(

@@ -8,6 +8,7 @@ lost. A worker that dies leaves a lease that expires: the run goes back to the q
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ from dataclasses import asdict
 
 from automation import signals, writeback
 from automation.engine import Engine
-from automation.errors import classify
+from automation.errors import Failure, classify
 from automation.mongo import Claim, RunStore
 from automation.orchestrate import spec_for
 from automation.plan import Workspace
@@ -26,6 +27,14 @@ from automation.records import RunRecord, RunState
 from automation.runner import HeldLease, Runner, RunRequest, now
 from automation.settings import Settings
 from tenants.problems import SpecError
+
+log = logging.getLogger("dezky.worker")
+
+
+def _failed(run: RunRecord, failure: Failure) -> RunRecord:
+    update = {"state": RunState.FAILED, "reason": failure.reason,
+              "message": failure.message, "finished_at": now()}  # fmt: skip
+    return run.model_copy(update=update)
 
 
 def worker_name() -> str:
@@ -64,6 +73,9 @@ class Worker:
         beat.start()
         try:
             result = self._execute(claim, cancel)
+        except Exception as exc:  # the run must end as a record, and the worker must go on
+            log.exception("run %s failed in the worker", claim.run.id)
+            result = _failed(claim.run, classify(exc, True))
         finally:
             done.set()
             beat.join()
@@ -81,25 +93,30 @@ class Worker:
         try:
             spec = spec_for(ws, run.stack)
         except SpecError as exc:
-            failure = classify(exc, True)
-            failed = {"state": RunState.FAILED, "reason": failure.reason,
-                      "message": failure.message, "finished_at": now()}  # fmt: skip
-            return run.model_copy(update=failed)
+            return _failed(run, classify(exc, True))
         runner = Runner(self.engine(), self.settings, self.store, sink, cancel,
                         git_commit=run.git_commit, lease=lambda _: HeldLease())  # fmt: skip
         request = RunRequest(run.stack, run.operation, run.requested_by, id=run.id)
         result = runner.execute(request, spec)
         if result.tenant is not None:
             fields = writeback.fields_for(result, spec.tenant)
-            if fields:
-                self.store.write_back(result.tenant, fields)
+            try:
+                if fields:
+                    self.store.write_back(result.tenant, fields)
+            except Exception:  # the run's own record still lands; the next run writes back again
+                log.exception("write-back of run %s to tenant %s failed", run.id, result.tenant)
         return result
 
     def _heartbeat(self, claim: Claim, cancel: threading.Event, done: threading.Event) -> None:
         interval = self.store.lease.total_seconds() / 3
         while not done.wait(interval):
-            lost = not self.store.heartbeat(claim)
-            if (lost or self.store.cancel_requested(claim.run.id)) and not cancel.is_set():
+            try:
+                lost = not self.store.heartbeat(claim)
+                stop = lost or self.store.cancel_requested(claim.run.id)
+            except Exception:  # MongoDB unreachable: stop before the lease can run out
+                log.warning("heartbeat of run %s failed; stopping it", claim.run.id, exc_info=True)
+                stop = True
+            if stop and not cancel.is_set():
                 cancel.set()
                 for pid in signals.child_pids():  # the engine stops after the steps in flight
                     with contextlib.suppress(ProcessLookupError):

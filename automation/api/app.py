@@ -8,6 +8,7 @@ access token; what a caller may do comes from its ``users`` document in MongoDB.
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -209,7 +210,8 @@ def create_app(store: RunStore, verifier: auth.TokenVerifier, settings: ApiSetti
         if not allowed:
             raise HTTPException(403, "not allowed to cancel this run")
         cancelled = store.request_cancel(run_id)
-        assert cancelled is not None  # noqa: S101 (it was read just above)
+        if cancelled is None:
+            raise HTTPException(404, "unknown run")
         return RunOut.of(cancelled)
 
     @app.get("/runs/{run_id}/events", tags=["runs"],
@@ -220,7 +222,8 @@ def create_app(store: RunStore, verifier: auth.TokenVerifier, settings: ApiSetti
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         readable(caller, store.get(run_id))
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        valid = last_event_id is not None and re.fullmatch(r"[0-9]{1,12}", last_event_id)
+        after = int(last_event_id) if valid and last_event_id else 0
         stream = _event_stream(store, run_id, after, settings.event_poll_seconds)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})  # fmt: skip

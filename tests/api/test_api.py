@@ -279,3 +279,14 @@ def test_rights_are_reread_after_the_cache_window(mongo_db: Database[dict[str, A
     assert cache.get("eve").platform_admin  # type: ignore[union-attr]
     now[0] = 10.5
     assert not cache.get("eve").platform_admin  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("last_id", ["9" * 30, "-1", "abc", "1e3"])
+def test_a_bad_last_event_id_restarts_the_stream(api: Api, last_id: str) -> None:
+    run = api.http.post(
+        "/runs", json={"tenant": "acme", "operation": "preview"}, headers=api.as_("admin")
+    ).json()
+    api.store.request_cancel(run["id"])  # finished: the stream ends at once
+    headers = {**api.as_("admin"), "Last-Event-ID": last_id}
+    answer = api.http.get(f"/runs/{run['id']}/events", headers=headers)
+    assert answer.status_code == 200 and "event: end" in answer.text

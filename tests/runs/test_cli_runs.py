@@ -114,3 +114,20 @@ def test_sigterm_mid_run_cancels_cleanly(repo: Path) -> None:
     assert not (repo / ".state" / "locks" / "tenant-acme.json").exists()
     history = (repo / ".state" / "runs" / "history.jsonl").read_text().splitlines()
     assert json.loads(history[-1])["state"] == "cancelled"
+
+
+def test_an_unknown_base_ref_is_an_error_not_a_bug(repo: Path) -> None:
+    install(repo, {"stacks": {"*": {"steps": STEPS}}})
+    code, _, err = finish(cli(repo, "preview", "--base", "no-such-ref"))
+    assert code == 1
+    assert "unknown git ref 'no-such-ref'" in err and "bug" not in err
+
+
+def test_destroy_needs_the_flag(repo: Path) -> None:
+    path = repo / "tenants" / "acme.yaml"
+    path.write_text(path.read_text() + "status: offboarding\n")
+    root = install(repo, {"stacks": {"*": {"steps": STEPS}}})
+    code, out, err = finish(cli(repo, "destroy", "--tenant", "acme"))
+    assert code == 9, err
+    assert "needs --allow-data-loss" in out
+    assert not any("destroy" in c["argv"] for c in read_calls(root))

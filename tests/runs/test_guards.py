@@ -56,14 +56,19 @@ def test_changes_to_other_resources_pass() -> None:
 @pytest.mark.parametrize("status", ["active", "suspended"])
 def test_destroy_needs_offboarding(status: str) -> None:
     with pytest.raises(DataLossRefusedError, match=f"status: {status}"):
-        check_destroy("tenant-acme", tenant(status))
-    check_destroy("tenant-acme", tenant("offboarding"))
+        check_destroy("tenant-acme", tenant(status), allow_data_loss=True)
+    check_destroy("tenant-acme", tenant("offboarding"), allow_data_loss=True)
+
+
+def test_destroy_needs_the_flag_even_when_offboarding() -> None:
+    with pytest.raises(DataLossRefusedError, match="needs --allow-data-loss"):
+        check_destroy("tenant-acme", tenant("offboarding"), allow_data_loss=False)
 
 
 def test_destroy_of_a_stack_without_tenant_file_is_refused() -> None:
     with pytest.raises(DataLossRefusedError, match="no tenant file"):
-        check_destroy("tenant-gone", None)
+        check_destroy("tenant-gone", None, allow_data_loss=True)
 
 
 def test_the_platform_stack_may_be_destroyed_its_data_holders_protect_themselves() -> None:
-    check_destroy("platform", None)
+    check_destroy("platform", None, allow_data_loss=False)

@@ -108,4 +108,26 @@ def test_torn_lease_file_is_treated_as_stale(tmp_path: Path) -> None:
     with lease(tmp_path, "run-2") as second:
         second.acquire()
     # Set aside for a post-mortem, not deleted.
-    assert os.listdir(tmp_path) == [f"tenant-acme.stale-{os.getpid()}"]
+    assert f"tenant-acme.stale-{os.getpid()}" in os.listdir(tmp_path)
+
+
+def test_many_takers_of_one_stale_lease_end_with_exactly_one_holder(tmp_path: Path) -> None:
+    holder = {"stack": "tenant-acme", "run_id": "dead", "operation": "up", "pid": 1,
+              "host": "elsewhere", "since": "x", "expires": time.time() - 1}  # fmt: skip
+    (tmp_path / "tenant-acme.json").write_text(json.dumps(holder))
+    leases = [lease(tmp_path, f"run-{i}") for i in range(8)]
+    barrier = threading.Barrier(len(leases))
+    won: list[str] = []
+
+    def take(candidate: FileLease) -> None:
+        barrier.wait()
+        if candidate.try_acquire() is None:
+            won.append(candidate.run_id)
+
+    threads = [threading.Thread(target=take, args=(c,)) for c in leases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    assert leases[0].current().run_id == won[0]  # type: ignore[union-attr]
