@@ -265,18 +265,22 @@ class VendorClient(_Closing):
             return None  # the caller schedules the next run; Retry-After stays on the error
         return err.retry_after
 
-    def _send_once(
-        self, method: str, url: str, json: Any, headers: Mapping[str, str] | None
-    ) -> httpx.Response:
-        where = f"{method.upper()} {httpx.URL(url).path or '/'}"
+    def _transport(self, method: str, url: str, where: str, **request: Any) -> httpx.Response:
+        """Send one request; transport failures become retryable or permanent ApiErrors."""
         try:
-            response = self._http.request(method, url, json=json, headers=headers)
+            return self._http.request(method, url, **request)
         except httpx.TimeoutException as exc:
             raise self.retryable(f"timeout on {where} ({type(exc).__name__})") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
             raise self.retryable(f"connection failed on {where} ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise self.permanent(f"request failed on {where} ({type(exc).__name__})") from exc
+
+    def _send_once(
+        self, method: str, url: str, json: Any, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        where = describe_request(method, url)
+        response = self._transport(method, url, where, json=json, headers=headers)
         if response.is_success:
             return response
         status = response.status_code
@@ -323,3 +327,8 @@ class TokenClient(_Closing):
 
     def close(self) -> None:
         self._http.close()
+
+
+def describe_request(method: str, url: str) -> str:
+    """The request as messages name it: method and path, never the query or a credential."""
+    return f"{method.upper()} {httpx.URL(url).path or '/'}"

@@ -37,6 +37,7 @@ from components.providers._http import (
     RetryPolicy,
     TokenClient,
     VendorClient,
+    describe_request,
     excerpt,
 )
 
@@ -140,17 +141,10 @@ class _RobotHttp(VendorClient):
     def _exchange(self, method: str, url: str, body: Any) -> httpx.Response:
         if body is not None and not isinstance(body, _Form):
             raise TypeError("Robot takes form bodies only")
-        where = f"{method.upper()} {httpx.URL(url).path or '/'}"
+        where = describe_request(method, url)
         content = body.encoded.encode() if body is not None else None
         headers = {"Content-Type": FORM} if body is not None else None
-        try:
-            response = self._http.request(method, url, content=content, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise self.retryable(f"timeout on {where} ({type(exc).__name__})") from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
-            raise self.retryable(f"connection failed on {where} ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise self.permanent(f"request failed on {where} ({type(exc).__name__})") from exc
+        response = self._transport(method, url, where, content=content, headers=headers)
         if response.is_success:
             return response
         raise self._error(response, where)

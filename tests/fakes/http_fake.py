@@ -117,9 +117,16 @@ class LoopbackFake:
         if fault and fault.status:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return self.refuse(req, fault.status, headers)
-        if req.headers.get("Authorization") != f"Bearer {self.token}":
-            return self.unauthorized(req)
+        if not self.admit(req):
+            return None
         return self.answer(req, method, body)
+
+    def admit(self, req: BaseHTTPRequestHandler) -> bool:
+        """Authenticate the request; False when it has been answered with a refusal."""
+        if req.headers.get("Authorization") != f"Bearer {self.token}":
+            self.unauthorized(req)
+            return False
+        return True
 
     def refuse(self, req: BaseHTTPRequestHandler, status: int, headers: dict[str, str]) -> None:
         """Answer an injected failure ``status``."""

@@ -33,7 +33,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote
@@ -110,20 +109,8 @@ class FakeRobot(LoopbackFake):
 
     # --- request handling ----------------------------------------------------------------
 
-    def handle(self, req: BaseHTTPRequestHandler, method: str) -> None:
-        """Like ``LoopbackFake.handle``, with Basic auth, the lockout and the rate limit."""
-        if method not in self.methods:
-            return req.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({method!r})")
-        length = int(req.headers.get("Content-Length") or 0)
-        body = req.rfile.read(length) if length else b""
-        with self._lock:
-            self.requests += 1
-            fault = self._take_fault(method)
-        if fault and fault.delay:
-            self._stop.wait(fault.delay)
-        if fault and fault.status:
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            return self.refuse(req, fault.status, headers)
+    def admit(self, req: BaseHTTPRequestHandler) -> bool:
+        """Basic auth with Robot's lockout after 3 failed logins, then the rate limit."""
         with self._lock:
             now = self.clock()
             if self.locked_until is not None and now < self.locked_until:
@@ -138,11 +125,13 @@ class FakeRobot(LoopbackFake):
                 refused = False
             limited = not refused and self._over_limit(req.path, now)
         if refused:
-            return self.unauthorized(req)
+            self.unauthorized(req)
+            return False
         if limited:
             extra = {"max_request": self.rate_limit, "interval": self.rate_interval}
-            return self._error(req, 403, "RATE_LIMIT_EXCEEDED", "rate limit exceeded", **extra)
-        return self.answer(req, method, body)
+            self._error(req, 403, "RATE_LIMIT_EXCEEDED", "rate limit exceeded", **extra)
+            return False
+        return True
 
     def _expected_auth(self) -> str:
         return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
