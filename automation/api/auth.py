@@ -52,6 +52,11 @@ MAX_KID_CHARS = 256
 # Discovery documents and key sets are a few KiB; a larger answer is not one.
 MAX_DOCUMENT_BYTES = 1024 * 1024
 DISCOVERY_PATH = ".well-known/openid-configuration"
+# A verified token is reused for at most this long (never past its expiry): the portal sends
+# the same token on every poll, and a signature check is most of a cheap request's CPU. No
+# looser than the key cache: a withdrawn key is only noticed at the next JWKS fetch anyway.
+VERIFIED_TOKEN_SECONDS = 60
+VERIFIED_TOKENS_MAX = 10_000
 
 # RFC 6750 §2.1: "Bearer" 1*SP b64token; the scheme is case-insensitive (RFC 9110 §11.1).
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]+=*)")
@@ -142,6 +147,7 @@ class TokenVerifier:
         self._clock = clock
         self._caches = {issuer: _KeyCache(issuer, self._load_keys) for issuer in settings.issuers}
         self._jwks_uris: dict[str, str] = {}
+        self._verified: dict[str, tuple[float, Claims]] = {}
 
     def close(self) -> None:
         if self._owns_http:
@@ -155,13 +161,29 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Claims:
         """The token's claims if it is a valid access token for this API, else ``AuthError``."""
+        known = self.already_verified(token)
+        if known is not None:
+            return known
         header, payload = _peek(token)
         alg = _allowed_algorithm(header)
         issuer = self._configured_issuer(payload)
         key = self._signing_key(issuer, _key_id(header), alg)
-        claims = self._decode(token, key, alg, issuer)
-        _check_times(claims, self._clock(), self._settings.leeway_seconds)
-        return _access_claims(claims, self._settings.audience)
+        decoded = self._decode(token, key, alg, issuer)
+        now = self._clock()
+        _check_times(decoded, now, self._settings.leeway_seconds)
+        claims = _access_claims(decoded, self._settings.audience)
+        until = min(now + VERIFIED_TOKEN_SECONDS, claims.expires + self._settings.leeway_seconds)
+        if len(self._verified) >= VERIFIED_TOKENS_MAX:  # bounded: a token flood cannot grow it
+            self._verified = {}
+        self._verified[token] = (until, claims)
+        return claims
+
+    def already_verified(self, token: str) -> Claims | None:
+        """The claims of a token verified moments ago and still valid; no I/O, no signature."""
+        known = self._verified.get(token) if isinstance(token, str) else None
+        if known is None or known[0] <= self._clock():
+            return None
+        return known[1]
 
     def _configured_issuer(self, payload: Mapping[str, Any]) -> str:
         # The unverified `iss` only selects among configured issuers: an unknown one is never

@@ -287,6 +287,38 @@ def test_expiry_allows_the_leeway_and_no_more(
         rejected(verifier, token, "token expired")
 
 
+def test_a_verified_token_is_reused_for_a_minute_at_most(
+    verifier: TokenVerifier, issuer: Issuer, clock: FakeClock
+) -> None:
+    token = issuer.token(exp=clock() + 3600)
+    assert verifier.already_verified(token) is None
+    claims = verifier.verify(token)
+    clock.advance(59)
+    assert verifier.already_verified(token) == claims
+    clock.advance(1)
+    assert verifier.already_verified(token) is None
+    assert verifier.verify(token) == claims  # verified again, in full
+
+
+def test_a_reused_token_still_expires_on_time(
+    verifier: TokenVerifier, issuer: Issuer, clock: FakeClock
+) -> None:
+    token = issuer.token(exp=clock() + 10)
+    verifier.verify(token)
+    clock.advance(69)  # exp + 59 s: inside the leeway
+    assert verifier.verify(token).subject
+    clock.advance(1)
+    assert verifier.already_verified(token) is None
+    rejected(verifier, token, "token expired")
+
+
+def test_refused_tokens_are_never_remembered(verifier: TokenVerifier, issuer: Issuer) -> None:
+    token = issuer.token(aud="someone-else")
+    rejected(verifier, token, "audience not accepted")
+    assert verifier.already_verified(token) is None
+    rejected(verifier, token, "audience not accepted")
+
+
 @pytest.mark.parametrize(("offset", "accepted"), [(61, False), (59, True), (-10, True)])
 def test_not_before_allows_the_leeway_and_no_more(
     verifier: TokenVerifier, issuer: Issuer, clock: FakeClock, offset: int, accepted: bool
