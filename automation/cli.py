@@ -132,10 +132,11 @@ def schema_command(
 
 
 def _register_runs() -> None:
-    from automation import runcli, servecli
+    from automation import restorecli, runcli, servecli
 
     runcli.register(app)
     servecli.register(app)
+    restorecli.register(app)
 
 
 def main() -> None:
