@@ -18,10 +18,11 @@ from automation.records import Reason
 from tenants.problems import SpecError
 
 MESSAGE_LIMIT = 600
-_PROVIDER = re.compile(r"\b(stalwart|ocis|robot): ")
-_PROVIDER_TRANSIENT = re.compile(
-    r"\b(stalwart|ocis|robot): .*?\b(429|5\d\d|timed? ?out|connect)", re.I
-)
+# Dynamic providers' errors arrive as engine text: "<system>: <message>", and a retryable
+# one ends with components.providers._http.RETRYABLE_MARKER.
+_SYSTEMS = r"\b(stalwart|ocis|robot|restic|storagebox): "
+_PROVIDER = re.compile(_SYSTEMS)
+_PROVIDER_TRANSIENT = re.compile(_SYSTEMS + r"[^\n]*\(retryable\)", re.I)
 
 
 class EngineMissingError(Exception):
@@ -67,7 +68,8 @@ EXIT_CODES: dict[Reason, int] = {
 
 def classify(exc: BaseException, previewing: bool) -> Failure:
     """The reason and retry policy of a failure; ``previewing`` tells preview from update."""
-    text = _cut(str(exc))
+    full = str(exc)
+    text = _cut(full)
     match exc:
         case SpecError():
             return Failure(Reason.SPEC_INVALID, False, text)
@@ -81,9 +83,9 @@ def classify(exc: BaseException, previewing: bool) -> Failure:
             return Failure(Reason.CANCELLED, False, text)
         case StalledError():
             return Failure(Reason.STALLED, False, text)
-        case auto_errors.CommandError() if _PROVIDER.search(text):
+        case auto_errors.CommandError() if _PROVIDER.search(full):
             return Failure(
-                Reason.PROVIDER_API, bool(_PROVIDER_TRANSIENT.search(text)), _provider_line(text)
+                Reason.PROVIDER_API, bool(_PROVIDER_TRANSIENT.search(full)), _provider_line(full)
             )
         case auto_errors.CommandError():
             reason = Reason.PREVIEW_FAILED if previewing else Reason.UPDATE_FAILED

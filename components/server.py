@@ -1,13 +1,15 @@
 """The dedicated server (a Hetzner AX41), adopted by its Robot server number.
 
 A person orders the server; the stack manages what Robot lets it manage: the reverse DNS of
-its IPv4 and IPv6 address and the Robot firewall in front of its switch port.
+its IPv4 and IPv6 address, the Robot firewall in front of its switch port and, when a vSwitch
+is configured, the server's membership in it (the vSwitch itself is made in Robot).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
@@ -25,7 +27,8 @@ class DedicatedServerArgs:
     """Inputs of ``DedicatedServer``.
 
     ``ipv6`` is the address in the server's /64 that the hostname points to (its PTR is set);
-    ``admin_networks`` are the CIDRs SSH and the Kubernetes API are reachable from.
+    ``admin_networks`` are the CIDRs SSH and the Kubernetes API are reachable from;
+    ``vswitch_id`` is the Robot vSwitch the server joins (None: none).
     """
 
     server_number: int
@@ -34,6 +37,7 @@ class DedicatedServerArgs:
     hostname: str
     admin_networks: list[str] = field(default_factory=list)
     mail: bool = True
+    vswitch_id: int | None = None
 
 
 def firewall_rules(admin_networks: list[str], mail: bool) -> list[dict[str, str | None]]:
@@ -82,11 +86,13 @@ def _rule(name: str, **fields: str | None) -> dict[str, str | None]:
 
 
 class DedicatedServer(pulumi.ComponentResource):
-    """The adopted server: rDNS of its IPv4 and IPv6 address and its Robot firewall."""
+    """The adopted server: rDNS of its IPv4 and IPv6 address, its Robot firewall and its
+    vSwitch membership (if configured)."""
 
     rdns_ipv4: robot.ReverseDns
     rdns_ipv6: robot.ReverseDns
     firewall: robot.Firewall
+    vswitch: robot.VSwitchAttachment | None
     server_ip: pulumi.Output[str]
     firewall_status: pulumi.Output[str]
 
@@ -98,6 +104,10 @@ class DedicatedServer(pulumi.ComponentResource):
             raise ValueError(f"ipv4: {args.ipv4!r} is not an IPv4 address")
         if ipaddress.ip_address(args.ipv6).version != 6:
             raise ValueError(f"ipv6: {args.ipv6!r} is not an IPv6 address")
+        if args.vswitch_id is not None and (
+            isinstance(args.vswitch_id, bool) or args.vswitch_id <= 0
+        ):
+            raise ValueError(f"vswitch_id: {args.vswitch_id!r} is not a Robot vSwitch id")
         super().__init__("dezky:hetzner:DedicatedServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.rdns_ipv4 = robot.ReverseDns(
@@ -117,8 +127,18 @@ class DedicatedServer(pulumi.ComponentResource):
             whitelist_hos=True,
             opts=child,
         )
+        self.vswitch = None
+        outputs: dict[str, pulumi.Output[Any]] = {}
+        if args.vswitch_id is not None:
+            self.vswitch = robot.VSwitchAttachment(
+                f"{name}-vswitch",
+                vswitch_id=args.vswitch_id,
+                server_number=args.server_number,
+                opts=child,
+            )
+            outputs["vswitch_status"] = self.vswitch.status
         self.server_ip = self.firewall.server_ip
         self.firewall_status = self.firewall.status
         self.register_outputs(
-            {"server_ip": self.server_ip, "firewall_status": self.firewall_status}
+            {"server_ip": self.server_ip, "firewall_status": self.firewall_status, **outputs}
         )

@@ -67,6 +67,10 @@ def excerpt(text: str, secrets: Iterable[str] = (), limit: int = BODY_LIMIT) -> 
     return flat if len(flat) <= limit else flat[:limit] + "...(cut)"
 
 
+# Ends the message of every retryable error: the one thing the run classification needs to know.
+RETRYABLE_MARKER = "(retryable)"
+
+
 class ApiError(Exception):
     """A vendor API call failed; ``retryable`` says whether trying again later can help."""
 
@@ -83,7 +87,9 @@ class ApiError(Exception):
         self.system = system
         self.status = status
         self.message = excerpt(message, secrets, MESSAGE_LIMIT)
-        super().__init__(f"{system}: {self.message}")
+        # The engine passes only this text on; automation/errors.py reads the marker.
+        marker = f" {RETRYABLE_MARKER}" if self.retryable else ""
+        super().__init__(f"{system}: {self.message}{marker}")
 
 
 class RetryableApiError(ApiError):

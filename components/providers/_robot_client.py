@@ -13,7 +13,11 @@ Robot differs from the other vendors in ways that shape this client:
 * Errors are ``{"error": {"status", "code", "message"[, "missing", "invalid"]}}``; the rate
   limit is **HTTP 403** ``RATE_LIMIT_EXCEEDED`` (retryable, with backoff), maintenance 503.
 * Writes we use are idempotent: ``POST /rdns/{ip}`` is an upsert and ``POST /firewall/{n}``
-  replaces the whole rule set, so every call may be retried.
+  replaces the whole rule set, so every call may be retried. ``POST``/``DELETE
+  /vswitch/{id}/server`` are only sent after a read showed the server out of (in) the vSwitch,
+  and Robot refuses a second one while the first is ``in process`` (``VSWITCH_IN_PROCESS``).
+* vSwitch membership is asynchronous: ``GET /vswitch/{id}`` (unwrapped, unlike the other
+  answers) lists each server with ``status`` ``ready``, ``in process`` or ``failed``.
 
 There are deliberately no methods to order, cancel, reset or rescue a server.
 """
@@ -56,7 +60,7 @@ RULE_KEYS = (
     "action",
 )
 # Robot codes after which the same call may later succeed.
-_RETRYABLE_CODES = frozenset({"RATE_LIMIT_EXCEEDED", "FIREWALL_IN_PROCESS"})
+_RETRYABLE_CODES = frozenset({"RATE_LIMIT_EXCEEDED", "FIREWALL_IN_PROCESS", "VSWITCH_IN_PROCESS"})
 
 # Credentials (as a hash) Robot refused in this process, and those it accepted once.
 _REFUSED: set[str] = set()
@@ -190,7 +194,8 @@ class _RobotHttp(VendorClient):
 
 
 class RobotClient(TokenClient):
-    """Typed client for the Robot calls we manage: server (read only), rDNS, firewall."""
+    """Typed client for the Robot calls we manage: server (read only), rDNS, firewall and
+    vSwitch membership (never a vSwitch itself: created and ended by a person)."""
 
     system = SYSTEM
 
@@ -286,6 +291,28 @@ class RobotClient(TokenClient):
         }
         data = self._robot.send("POST", f"/firewall/{int(server_number)}", form)
         return self._unwrap(data, "firewall")
+
+    # --- vSwitch membership ---------------------------------------------------------------
+
+    def get_vswitch(self, vswitch_id: int) -> dict[str, Any] | None:
+        """The vSwitch with its ``server`` list, or None if this account has no such vSwitch."""
+        try:
+            data = self._robot.send("GET", f"/vswitch/{int(vswitch_id)}")
+        except RobotError as err:
+            if err.code in ("NOT_FOUND", "VSWITCH_NOT_FOUND"):
+                return None
+            raise
+        return self._http.as_object(data, "vswitch")
+
+    def add_vswitch_server(self, vswitch_id: int, server_number: int) -> None:
+        """Ask Robot to attach the server; it shows ``in process`` until it is ``ready``."""
+        form = {"server": [int(server_number)]}
+        self._robot.send("POST", f"/vswitch/{int(vswitch_id)}/server", form)
+
+    def remove_vswitch_server(self, vswitch_id: int, server_number: int) -> None:
+        """Ask Robot to detach the server; it shows ``in process`` until it is gone."""
+        form = {"server": [int(server_number)]}
+        self._robot.send("DELETE", f"/vswitch/{int(vswitch_id)}/server", form)
 
     def _unwrap(self, data: Any, key: str) -> dict[str, Any]:
         return self._http.as_object(self._http.as_object(data, key).get(key), key)

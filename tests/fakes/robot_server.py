@@ -1,7 +1,8 @@
 """A fake Hetzner Robot webservice, served for real on 127.0.0.1.
 
 Speaks the documented protocol for the calls the stack uses: ``GET /server/{n}``, ``GET``/
-``POST``/``DELETE /rdns/{ip}`` and ``GET``/``POST /firewall/{n}``. HTTP Basic auth of a
+``POST``/``DELETE /rdns/{ip}``, ``GET``/``POST /firewall/{n}``, ``GET /vswitch/{id}`` and
+``POST``/``DELETE /vswitch/{id}/server``. HTTP Basic auth of a
 webservice user; form bodies (``application/x-www-form-urlencoded``, ``key[]`` and
 ``rules[input][0][name]``) parsed strictly: unknown, duplicate, missing or malformed fields
 are ``400 INVALID_INPUT`` with ``missing``/``invalid``; errors as
@@ -17,11 +18,21 @@ Modelled behaviour:
   ``GET``\\ s still show ``in process``, the one after shows the new status (``None``: never
   done). A ``POST`` while in process is ``409 FIREWALL_IN_PROCESS``; more than 10 rules per
   direction ``409 FIREWALL_RULE_LIMIT_EXCEEDED``.
+* Asynchronous vSwitch membership: ``POST /vswitch/{id}/server`` (``server[]=<number or
+  ip>``, 201, empty body) lists the server ``in process``; after ``vswitch_apply_after``
+  ``GET``\\ s of the vSwitch it is ``ready`` (``failed`` for numbers in ``vswitch_failing``;
+  ``None``: never done). ``DELETE`` likewise shows ``in process`` until the server is gone.
+  A write while any server of the vSwitch is in process is ``409 VSWITCH_IN_PROCESS``; an
+  unknown server ``404 SERVER_NOT_FOUND``; an unknown vSwitch ``404 NOT_FOUND``; a cancelled
+  one ``409 VSWITCH_NOT_AVAILABLE``; a sixth vSwitch of one server ``409
+  VSWITCH_PER_SERVER_LIMIT_REACHED``. Adding a server that is already in the vSwitch is
+  ``409 CONFLICT`` here (Robot's exact answer is not documented).
 
 There are no ordering, cancellation, reset or rescue endpoints: they answer 404.
 
 Test hooks, from ``http_fake.LoopbackFake``: ``fail_next``, ``slow_next``, ``echo_auth``,
-``errors``; of this fake: ``servers``, ``rdns`` and ``firewalls`` for out-of-band changes,
+``errors``; of this fake: ``servers``, ``rdns``, ``firewalls`` and ``vswitches`` (``add_vswitch``)
+for out-of-band changes,
 ``calls`` (``"GET /rdns"``, ...), ``writes``, ``failed_logins``.
 """
 
@@ -85,6 +96,11 @@ class FakeRobot(LoopbackFake):
         self.servers: dict[int, dict[str, Any]] = {}
         self.rdns: dict[str, str] = {}
         self.firewalls: dict[int, dict[str, Any]] = {}
+        self.vswitches: dict[int, dict[str, Any]] = {}
+        self.vswitch_apply_after: int | None = 2
+        self.vswitch_failing: set[int] = set()
+        # (vswitch id, server number) -> (GETs still "in process", "add" | "remove")
+        self._vswitch_pending: dict[tuple[int, int], tuple[int | None, str]] = {}
         self.add_server(SERVER_NUMBER, SERVER_IP, SERVER_IPV6_NET)
 
     @property
@@ -106,6 +122,13 @@ class FakeRobot(LoopbackFake):
             "filter_ipv6": False, "whitelist_hos": True, "port": "main",
             "rules": {"input": [], "output": []},
         }  # fmt: skip
+
+    def add_vswitch(self, vswitch_id: int, vlan: int, name: str) -> dict[str, Any]:
+        self.vswitches[vswitch_id] = {
+            "id": vswitch_id, "name": name, "vlan": vlan, "cancelled": False,
+            "server": [], "subnet": [], "cloud_network": [],
+        }  # fmt: skip
+        return self.vswitches[vswitch_id]
 
     # --- request handling ----------------------------------------------------------------
 
@@ -158,6 +181,8 @@ class FakeRobot(LoopbackFake):
         parts = [unquote(p) for p in req.path.split("?")[0].strip("/").split("/")]
         key = f"{method} /{parts[0]}"
         try:
+            if parts[0] == "vswitch" and len(parts) in (2, 3):
+                return self._vswitch_request(req, method, parts, body)
             form = self._form(req, body) if method == "POST" else {}
             with self._lock:
                 if len(parts) == 2 and parts[0] == "server" and method == "GET":
@@ -226,6 +251,88 @@ class FakeRobot(LoopbackFake):
         self._pending[fw["server_number"]] = self.apply_after
         return self._send(req, 200, {"firewall": _public(fw)})
 
+    def _vswitch_request(
+        self, req: BaseHTTPRequestHandler, method: str, parts: list[str], body: bytes
+    ) -> None:
+        vswitch = self.vswitches.get(int(parts[1])) if parts[1].isdigit() else None
+        if len(parts) == 2 and method == "GET":
+            with self._lock:
+                self.calls["GET /vswitch"] += 1
+                if vswitch is None:
+                    return self._error(req, 404, "NOT_FOUND", "vSwitch not found")
+                self._advance(vswitch)
+                return self._send(req, 200, _public(vswitch))
+        if len(parts) != 3 or parts[2] != "server" or method not in ("POST", "DELETE"):
+            return self._error(req, 404, "NOT_FOUND", "Not found")
+        pairs = self._form_pairs(req, body)
+        invalid = sorted({k for k, _ in pairs if k != "server[]"})
+        if invalid or not pairs:
+            raise InvalidInput(missing=[] if pairs else ["server[]"], invalid=invalid)
+        with self._lock:
+            self.calls[f"{method} /vswitch/server"] += 1
+            if vswitch is None:
+                return self._error(req, 404, "NOT_FOUND", "vSwitch not found")
+            if vswitch["cancelled"]:
+                return self._error(req, 409, "VSWITCH_NOT_AVAILABLE", "vSwitch is cancelled")
+            numbers = [self._server_number(value) for _, value in pairs]
+            if None in numbers:
+                return self._error(req, 404, "SERVER_NOT_FOUND", "Server not found")
+            if any(s["status"] == "in process" for s in vswitch["server"]):
+                return self._error(req, 409, "VSWITCH_IN_PROCESS", "vSwitch update running")
+            members = {s["server_number"]: s for s in vswitch["server"]}
+            if method == "DELETE":
+                if any(n not in members for n in numbers):
+                    return self._error(req, 404, "SERVER_NOT_FOUND", "Server not in vSwitch")
+                for number in numbers:
+                    self._start(vswitch, members[number], "remove")
+                return self.send(req, 200, b"")
+            if any(n in members for n in numbers):
+                return self._error(req, 409, "CONFLICT", "Server already in vSwitch")
+            for number in numbers:
+                assert number is not None
+                joined = [v for v in self.vswitches.values() if number in _member_numbers(v)]
+                if len(joined) >= 5:
+                    return self._error(
+                        req, 409, "VSWITCH_PER_SERVER_LIMIT_REACHED", "Too many vSwitches"
+                    )
+                server = self.servers[number]
+                entry = {"server_ip": server["server_ip"],
+                         "server_ipv6_net": server["server_ipv6_net"],
+                         "server_number": number, "status": "in process"}  # fmt: skip
+                vswitch["server"].append(entry)
+                self._start(vswitch, entry, "add")
+            return self.send(req, 201, b"")
+
+    def _server_number(self, value: str) -> int | None:
+        for number, server in self.servers.items():
+            if value in (str(number), server["server_ip"]):
+                return number
+        return None
+
+    def _start(self, vswitch: dict[str, Any], entry: dict[str, Any], action: str) -> None:
+        entry["status"] = "in process"
+        key = (vswitch["id"], entry["server_number"])
+        self._vswitch_pending[key] = (self.vswitch_apply_after, action)
+
+    def _advance(self, vswitch: dict[str, Any]) -> None:
+        """One GET of the vSwitch: memberships in process move one step towards done."""
+        for entry in list(vswitch["server"]):
+            key = (vswitch["id"], entry["server_number"])
+            if entry["status"] != "in process" or key not in self._vswitch_pending:
+                continue
+            remaining, action = self._vswitch_pending[key]
+            if remaining is None:
+                continue
+            if remaining > 0:
+                self._vswitch_pending[key] = (remaining - 1, action)
+                continue
+            del self._vswitch_pending[key]
+            if action == "remove":
+                vswitch["server"].remove(entry)
+            else:
+                failing = entry["server_number"] in self.vswitch_failing
+                entry["status"] = "failed" if failing else "ready"
+
     def _owns(self, ip: str) -> bool:
         try:
             address = ipaddress.ip_address(ip)
@@ -242,18 +349,20 @@ class FakeRobot(LoopbackFake):
 
     # --- wire format ---------------------------------------------------------------------
 
-    def _form(self, req: BaseHTTPRequestHandler, body: bytes) -> dict[str, str]:
+    def _form_pairs(self, req: BaseHTTPRequestHandler, body: bytes) -> list[tuple[str, str]]:
         ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype != "application/x-www-form-urlencoded":
             raise InvalidInput(invalid=[f"Content-Type {ctype or '(none)'}"])
         try:
-            pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+            return parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
         except (ValueError, UnicodeDecodeError):
             if not body:
-                return {}
+                return []
             raise InvalidInput(invalid=["body"]) from None
+
+    def _form(self, req: BaseHTTPRequestHandler, body: bytes) -> dict[str, str]:
         form: dict[str, str] = {}
-        for key, value in pairs:
+        for key, value in self._form_pairs(req, body):
             if key in form:
                 raise InvalidInput(invalid=[key])
             form[key] = value
@@ -332,6 +441,10 @@ def _firewall_form(form: dict[str, str]) -> dict[str, Any]:
         "whitelist_hos": _boolean(form, "whitelist_hos"),
         "rules": listed,
     }
+
+
+def _member_numbers(vswitch: dict[str, Any]) -> set[int]:
+    return {s["server_number"] for s in vswitch["server"]}
 
 
 def _public(fw: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def test_excerpt_is_one_cut_line() -> None:
 def test_errors_carry_system_prefix_status_and_retryability() -> None:
     retryable = RetryableApiError("ocis", f"503 busy: {SECRET}", status=503, secrets=[SECRET])
     permanent = PermanentApiError("robot", "400 bad")
-    assert str(retryable) == "ocis: 503 busy: [REDACTED]"
+    assert str(retryable) == "ocis: 503 busy: [REDACTED] (retryable)"
     assert (retryable.system, retryable.status, retryable.retryable) == ("ocis", 503, True)
     assert (str(permanent), permanent.status, permanent.retryable) == (
         "robot: 400 bad",
@@ -109,5 +109,5 @@ def test_a_post_that_timed_out_is_not_resent() -> None:
         pytest.raises(RetryableApiError) as err,
     ):
         client.request("POST", "/drives", json={})
-    assert str(err.value) == "ocis: timeout on POST /drives (ReadTimeout)"
+    assert str(err.value) == "ocis: timeout on POST /drives (ReadTimeout) (retryable)"
     assert (err.value.status, sleeps) == (None, [])

@@ -389,7 +389,7 @@ def test_a_500_on_a_create_is_not_resent(ocis: FakeOcis) -> None:
         client.create_drive("Acme GmbH", GB, "", "project/dezky-infra.acme")
     assert str(err.value) == (
         "ocis: 500 Internal Server Error: POST /graph/v1.0/drives: "
-        "generalException: injected failure"
+        "generalException: injected failure (retryable)"
     )
     assert (clock.sleeps, ocis.requests, ocis.registry.projects()) == ([], 1, [])
 

@@ -15,11 +15,18 @@ from automation.errors import (
 )
 from automation.lease import Holder, StackBusyError
 from automation.records import Reason
+from components.providers._http import PermanentApiError, RetryableApiError
 from tenants.problems import Problem, SpecError
 
 
 def engine_error(stderr: str) -> auto_errors.CommandError:
     return auto_errors.create_command_error(CommandResult(stdout="", stderr=stderr, code=255))
+
+
+def provider_error(error: Exception) -> auto_errors.CommandError:
+    """A dynamic provider's exception as the engine reports it, after pages of progress."""
+    progress = "".join(f"    + tenant:resource step-{i} creating\n" for i in range(40))
+    return engine_error(f"{progress}error: Exception calling application: {error}\n")
 
 
 LOCKED = "error: the stack is currently locked by 1 lock(s). Either wait or `pulumi cancel`."
@@ -33,12 +40,21 @@ CASES = [
     ("preview failed", engine_error("error: program failed: boom"), True,
      Reason.PREVIEW_FAILED, False, 5),
     ("update failed", engine_error("error: update failed"), False, Reason.UPDATE_FAILED, False, 6),
-    ("stalwart 503", engine_error("error: stalwart: 503 Service Unavailable: POST /jmap/"),
+    ("stalwart 503", provider_error(RetryableApiError("stalwart", "503: POST /jmap/", status=503)),
      False, Reason.PROVIDER_API, True, 7),
-    ("ocis 400", engine_error("error: ocis: 400 Bad Request: invalidRequest"), False,
-     Reason.PROVIDER_API, False, 7),
-    ("robot timeout", engine_error("error: robot: timed out after 10 s"), False,
+    ("ocis 400", provider_error(PermanentApiError("ocis", "400 Bad Request: invalidRequest")),
+     False, Reason.PROVIDER_API, False, 7),
+    ("robot timeout", provider_error(RetryableApiError("robot", "timed out after 10 s")), False,
      Reason.PROVIDER_API, True, 7),
+    ("robot in process", provider_error(RetryableApiError(
+        "robot", "vSwitch 4321 still 'in process' for server 1; the next run waits again")),
+     False, Reason.PROVIDER_API, True, 7),
+    ("restic locked", provider_error(RetryableApiError("restic", "locked by another process")),
+     False, Reason.PROVIDER_API, True, 7),
+    ("restic password", provider_error(PermanentApiError("restic", "wrong password or no key")),
+     False, Reason.PROVIDER_API, False, 7),
+    ("storagebox refused", provider_error(PermanentApiError("storagebox", "key refused")),
+     False, Reason.PROVIDER_API, False, 7),
     ("engine missing", EngineMissingError("no CLI"), False, Reason.ENGINE_MISSING, False, 8),
     ("data loss", DataLossRefusedError("no"), False, Reason.DATA_LOSS_REFUSED, False, 9),
     ("stalled", StalledError("stalled"), False, Reason.STALLED, False, 10),

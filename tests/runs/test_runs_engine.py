@@ -13,6 +13,7 @@ from typing import Any
 
 from automation.lease import FileLease
 from automation.records import Operation, Reason, RunState
+from components.providers._http import RetryableApiError
 from tests.fakes.pulumi_cli import plant_lock, read_calls, write_scenario
 from tests.runs.conftest import Harness
 
@@ -106,7 +107,7 @@ def test_destroy_of_an_active_tenant_is_refused(harness: Build) -> None:
 def test_provider_outage_is_retried_then_the_stack_stalls(harness: Build) -> None:
     fail = {
         "at_step": 0,
-        "message": "stalwart: 503 Service Unavailable: POST /jmap/",
+        "message": str(RetryableApiError("stalwart", "503 Service Unavailable: POST /jmap/")),
         "ops": ["up"],
     }
     h = harness({"stacks": {"tenant-acme": {"steps": STEPS, "fail": fail}}})

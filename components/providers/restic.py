@@ -1,0 +1,523 @@
+"""restic repositories on Storage Box (sub)accounts as Pulumi dynamic resources.
+
+``ResticRepositoryProvider`` runs the ``restic`` binary over SFTP:
+
+* **create** opens the repository first (``restic cat config``): an existing one is adopted,
+  a missing one is created with ``restic init``. ``init`` is never run on a location where a
+  repository may exist: a wrong password or a lost connection is an error, not "missing".
+* **read** opens it again: a missing repository is reported gone (refresh drops it); a wrong
+  password or an unreachable box stays an error, so a refresh never forgets a repository
+  because the network was down.
+* **update** of the password rotates the key: ``restic key add`` (opened with the old
+  password), then ``restic key remove`` of the old key (opened with the new one). The data is
+  untouched; at every step one of the two passwords opens the repository, and a rerun after an
+  interruption finishes the rotation. A new host, port, user or path is another repository:
+  replaced (the new location is adopted or initialised, the old one is only forgotten).
+* **delete** only forgets the repository. Backups are deleted by a person, never by a stack;
+  the component also declares the resource with ``protect`` and ``retain_on_delete``.
+
+SFTP runs through a throw-away ``ssh_config`` built from the inputs: ``Port`` (23 on a
+Storage Box), ``IdentityFile``, ``BatchMode`` and only the pinned ``known_hosts`` lines of
+the input (``StrictHostKeyChecking yes``). The password reaches restic only through
+``RESTIC_PASSWORD`` in its environment (a new one through a 0600 file): never on the command
+line, and it is redacted from every message. restic's environment is built from scratch, so
+a ``RESTIC_*`` variable of the engine cannot redirect it.
+
+Errors are ``ApiError``\\ s of system ``restic`` (messages start with ``restic: ``):
+``RetryableApiError`` when the box could not be reached (the message says "could not
+connect"), restic timed out or the repository is locked; ``PermanentApiError`` otherwise.
+
+The restic output patterns duplicate those of ``automation.backup`` (components must not
+import automation); ``classify_output`` is the one to share once automation imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pulumi
+from pulumi import dynamic
+from pulumi.runtime.rpc import UNKNOWN
+
+from components.providers._base import known_problems
+from components.providers._http import ApiError, PermanentApiError, RetryableApiError
+
+__all__ = [
+    "SFTP_PORT",
+    "SYSTEM",
+    "ResticRepository",
+    "ResticRepositoryProvider",
+    "classify_output",
+]
+
+SYSTEM = "restic"
+SFTP_PORT = 23
+"""A Storage Box serves SFTP with restic's helpers on port 23."""
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PATH_RE = re.compile(r"^/?[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519", "sk-ecdsa-sha2-")
+
+Outcome = Literal[
+    "ok", "missing", "wrong-password", "locked", "host-key", "key-refused", "unreachable", "failed"
+]
+
+_PATTERNS: tuple[tuple[re.Pattern[str], Outcome], ...] = (
+    (re.compile(r"wrong password|no key found", re.I), "wrong-password"),
+    (re.compile(r"repository is already locked|unable to create lock", re.I), "locked"),
+    (re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION", re.I), "host-key"),
+    (re.compile(r"permission denied \(publickey", re.I), "key-refused"),
+    (
+        re.compile(
+            r"Is there a repository at the following location|unable to open config file"
+            r"|repository does not exist|config file does not exist",
+            re.I,
+        ),
+        "missing",
+    ),
+    (
+        re.compile(
+            r"unable to start the sftp session|connection refused|connection reset|"
+            r"connection timed out|no route to host|could not resolve hostname|broken pipe|"
+            r"connection closed|network is unreachable",
+            re.I,
+        ),
+        "unreachable",
+    ),
+)
+
+
+def classify_output(output: str) -> Outcome:
+    """What restic's output of a failed command means (``failed``: none of the known cases).
+
+    The patterns of ``automation.backup._CLASSIFY`` (kept in step by
+    ``tests/backup/test_repository.py``), except that a host key that does not match the
+    pinned one and an SSH key the server refuses are their own, permanent cases here:
+    retrying cannot fix them, a person must look."""
+    for pattern, outcome in _PATTERNS:
+        if pattern.search(output):
+            return outcome
+    return "failed"
+
+
+# --- checks --------------------------------------------------------------------------------
+
+
+def _host_problem(value: object) -> str | None:
+    ok = isinstance(value, str) and _HOST_RE.match(value) and ".." not in value
+    return None if ok else "must be a host name or IP address (the Storage Box's server)"
+
+
+def _port_problem(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return "must be a TCP port (23 on a Storage Box)"
+    return None if 0 < value < 65536 else "must be a TCP port (23 on a Storage Box)"
+
+
+def _user_problem(value: object) -> str | None:
+    ok = isinstance(value, str) and _USER_RE.match(value)
+    return None if ok else "must be the (sub)account's user name, such as u123456-sub1"
+
+
+def _path_problem(value: object) -> str | None:
+    ok = isinstance(value, str) and _PATH_RE.match(value)
+    if not ok or any(part in (".", "..") for part in str(value).split("/")):
+        return "must be a path of letters, digits, '.', '_', '-' (relative: in the home)"
+    return None
+
+
+def _identity_problem(value: object) -> str | None:
+    ok = isinstance(value, str) and value.startswith("/") and "\n" not in value
+    return None if ok else "must be the absolute path of the SSH private key file"
+
+
+def known_hosts_problem(value: object) -> str | None:
+    """Why ``value`` is not a set of pinned known_hosts lines, or None if it is one."""
+    if not isinstance(value, str):
+        return "must be known_hosts lines: '[host]:23 ssh-ed25519 AAAA...'"
+    lines = [line.split() for line in value.splitlines() if line.strip()]
+    if not lines or any(
+        len(fields) < 3 or not fields[1].startswith(_KEY_TYPES) for fields in lines
+    ):
+        return "must be known_hosts lines: '[host]:23 ssh-ed25519 AAAA...'"
+    return None
+
+
+def _password_problem(value: object) -> str | None:
+    ok = isinstance(value, str) and len(value) >= 16 and "\n" not in value
+    return None if ok else "must be a single-line password of at least 16 characters"
+
+
+# --- running restic ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    port: int
+    user: str
+    path: str
+    identity_file: str
+    known_hosts: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def of(cls, props: dict[str, Any]) -> _Target:
+        return cls(
+            host=str(props["host"]),
+            port=int(props["port"]),
+            user=str(props["user"]),
+            path=str(props["path"]),
+            identity_file=str(props["identity_file"]),
+            known_hosts=str(props["known_hosts"]),
+            password=str(props["password"]),
+        )
+
+    @property
+    def url(self) -> str:
+        """Where the repository is, in restic's URL form (one slash after the port: relative
+        to the home directory, two: absolute); no secret in it."""
+        return f"sftp://{self.user}@{self.host}:{self.port}/{self.path}"
+
+
+@dataclass(frozen=True)
+class _Result:
+    outcome: Outcome
+    stdout: str
+    detail: str
+
+
+class _Session:
+    """restic commands against one repository through one throw-away ssh_config."""
+
+    def __init__(self, restic: str, target: _Target, workdir: Path, timeout: float) -> None:
+        self.restic = restic
+        self.target = target
+        self.workdir = workdir
+        self.timeout = timeout
+        self.secrets: list[str] = [target.password]
+        config = workdir / "ssh_config"
+        (workdir / "known_hosts").write_text(target.known_hosts.strip() + "\n")
+        config.write_text(
+            "Host storagebox\n"
+            f"    HostName {target.host}\n    Port {target.port}\n    User {target.user}\n"
+            f"    IdentityFile {target.identity_file}\n    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {workdir / 'known_hosts'}\n"
+            "    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n"
+            "    BatchMode yes\n    ConnectTimeout 15\n"
+            "    ServerAliveInterval 60\n    ServerAliveCountMax 240\n"
+        )
+        # ssh's own messages go to a file: restic may exit before relaying ssh's stderr.
+        self.ssh_log = workdir / "ssh.log"
+        self.sftp_command = f"ssh -F {config} -E {self.ssh_log} storagebox -s sftp"
+
+    def run(self, args: Sequence[str], password: str | None = None) -> _Result:
+        """``restic <args>`` opened with ``password`` (default: the target's)."""
+        env = {
+            "PATH": _SYSTEM_PATH,
+            "HOME": str(self.workdir),
+            "LC_ALL": "C.UTF-8",
+            "RESTIC_PASSWORD": password if password is not None else self.target.password,
+        }
+        command = [
+            self.restic,
+            "--no-cache",
+            "-o",
+            f"sftp.command={self.sftp_command}",
+            "--repo",
+            f"sftp:storagebox:{self.target.path}",
+            *args,
+        ]
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed binary, argument list, no shell
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise RetryableApiError(
+                SYSTEM, f"{args[0]} on {self.target.url} timed out after {self.timeout:g}s"
+            ) from None
+        ssh_output = self.ssh_log.read_text() if self.ssh_log.exists() else ""
+        self.ssh_log.unlink(missing_ok=True)
+        if done.returncode == 0:
+            return _Result("ok", done.stdout, "")
+        output = ssh_output + (done.stderr or done.stdout)
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return _Result(classify_output(output), done.stdout, " | ".join(lines[-4:]))
+
+    def fail(self, what: str, result: _Result) -> ApiError:
+        """The error of a restic command that did not succeed."""
+        where = f"{what} {self.target.url}"
+        if result.outcome == "unreachable":
+            return RetryableApiError(
+                SYSTEM,
+                f"{where}: could not connect to the Storage Box over SFTP (port "
+                f"{self.target.port}, pinned host keys, key {self.target.identity_file}): "
+                f"{result.detail}",
+                secrets=self.secrets,
+            )
+        if result.outcome == "locked":
+            return RetryableApiError(
+                SYSTEM, f"{where}: locked by another restic process: {result.detail}",
+                secrets=self.secrets,
+            )  # fmt: skip
+        if result.outcome == "host-key":
+            return PermanentApiError(
+                SYSTEM,
+                f"{where}: the server's SSH host key is not the pinned one (known_hosts); "
+                f"check the Storage Box's host key before changing the pin: {result.detail}",
+                secrets=self.secrets,
+            )
+        if result.outcome == "key-refused":
+            return PermanentApiError(
+                SYSTEM,
+                f"{where}: the server refused the SSH key {self.target.identity_file} for "
+                f"{self.target.user}; its public key must be in that account's "
+                f".ssh/authorized_keys: {result.detail}",
+                secrets=self.secrets,
+            )
+        if result.outcome == "wrong-password":
+            return PermanentApiError(
+                SYSTEM,
+                f"{where}: a repository is there but the password does not open it; it is "
+                "never re-initialised: set the password it was created with (or add a key "
+                f"for this one with 'restic key add'): {result.detail}",
+                secrets=self.secrets,
+            )
+        if result.outcome == "missing":
+            return PermanentApiError(
+                SYSTEM, f"{where}: no repository there: {result.detail}", secrets=self.secrets
+            )
+        return PermanentApiError(SYSTEM, f"{where}: restic failed: {result.detail}",
+                                 secrets=self.secrets)  # fmt: skip
+
+    def config(self, password: str | None = None) -> tuple[str | None, _Result]:
+        """The repository id (None: no repository there), opened with ``password``."""
+        result = self.run(["cat", "config"], password)
+        if result.outcome == "ok":
+            try:
+                return str(json.loads(result.stdout)["id"]), result
+            except (ValueError, KeyError, TypeError):
+                raise PermanentApiError(
+                    SYSTEM, f"cat config {self.target.url}: not a restic config"
+                ) from None
+        if result.outcome == "missing":
+            return None, result
+        raise self.fail("opening", result)
+
+    def keys(self, password: str) -> list[dict[str, Any]] | None:
+        """The repository's keys as ``password`` opens it (``current``: its own), or None if
+        it does not open it; a missing repository is an error here."""
+        result = self.run(["key", "list", "--json"], password)
+        if result.outcome == "wrong-password":
+            return None
+        if result.outcome != "ok":
+            raise self.fail("opening", result)
+        try:
+            keys = json.loads(result.stdout)
+        except ValueError:
+            raise PermanentApiError(SYSTEM, "key list: restic gave no JSON") from None
+        return [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+
+
+# --- the provider --------------------------------------------------------------------------
+
+
+class ResticRepositoryProvider(dynamic.ResourceProvider):
+    """A restic repository on an SFTP server (a Storage Box subaccount); never deleted here."""
+
+    inputs = ("host", "port", "user", "path", "identity_file", "known_hosts", "password")
+    checks = (
+        ("host", _host_problem),
+        ("port", _port_problem),
+        ("user", _user_problem),
+        ("path", _path_problem),
+        ("identity_file", _identity_problem),
+        ("known_hosts", known_hosts_problem),
+        ("password", _password_problem),
+    )
+    replace_on = frozenset({"host", "port", "user", "path"})
+
+    def __init__(self, *, restic: str = "restic", timeout: float = 600.0) -> None:
+        super().__init__()
+        self.restic = restic
+        self.timeout = timeout
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        problems = known_problems(news, self.checks)
+        return dynamic.CheckResult(dict(news), [dynamic.CheckFailure(k, r) for k, r in problems])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        changed = [
+            k
+            for k in self.inputs
+            if news.get(k) == UNKNOWN or _plain(olds.get(k)) != _plain(news.get(k))
+        ]
+        return dynamic.DiffResult(
+            changes=bool(changed),
+            replaces=[k for k in changed if k in self.replace_on],
+            stables=[],
+            delete_before_replace=False,
+        )
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        target = _Target.of(props)
+        with self._session(target) as session:
+            repository_id, _ = session.config()
+            if repository_id is None:
+                result = session.run(["init"])
+                repository_id, _ = session.config()  # also adopts one made meanwhile
+                if repository_id is None:
+                    raise session.fail("initialising", result)
+        return dynamic.CreateResult(target.url, _outs(props, target, repository_id))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        target = _Target.of(props)
+        with self._session(target) as session:
+            repository_id, _ = session.config()
+        if repository_id is None:
+            return dynamic.ReadResult("", {})  # gone: refresh drops it
+        outs = _outs(props, target, repository_id)
+        return dynamic.ReadResult(id_, outs, {k: outs[k] for k in self.inputs})
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        target = _Target.of(news)
+        old_password = str(olds.get("password") or "")
+        with self._session(target) as session:
+            session.secrets.append(old_password)
+            if old_password and old_password != target.password:
+                self._rotate(session, old_password)  # the new password opened it: verified
+                repository_id = str(olds.get("repository_id") or "") or None
+            else:
+                repository_id, opened = session.config()  # verify the new connection inputs
+                if repository_id is None:
+                    raise session.fail("opening", opened)
+            if repository_id is None:
+                repository_id, _ = session.config()
+        return dynamic.UpdateResult(_outs(news, target, repository_id or ""))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        # Deliberately nothing: the repository and its snapshots stay on the Storage Box.
+        return None
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, target: _Target) -> Iterator[_Session]:
+        restic = shutil.which(self.restic, path=_SYSTEM_PATH) if "/" not in self.restic else None
+        binary = restic or (self.restic if os.access(self.restic, os.X_OK) else None)
+        if binary is None:
+            raise PermanentApiError(
+                SYSTEM, f"{self.restic} is not installed (Debian package 'restic')"
+            )
+        with tempfile.TemporaryDirectory(prefix="restic-repo-") as tmp:
+            yield _Session(binary, target, Path(tmp), self.timeout)
+
+    @staticmethod
+    def _rotate(session: _Session, old_password: str) -> None:
+        """Give the repository the new password as a key, then remove the old password's.
+
+        Each step checks what is already done, so a rerun after an interruption completes
+        the rotation instead of adding a second key."""
+        new_password = session.target.password
+        new_opens = session.keys(new_password) is not None
+        old_keys = session.keys(old_password)
+        if not new_opens and old_keys is None:
+            raise PermanentApiError(
+                SYSTEM,
+                f"rotating the password of {session.target.url}: neither the new nor the "
+                "previous password opens the repository; it is never re-initialised",
+            )
+        if not new_opens:
+            secret_file = session.workdir / "new-password"
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(new_password + "\n")
+            added = session.run(["key", "add", f"--new-password-file={secret_file}"], old_password)
+            secret_file.unlink()
+            if added.outcome != "ok":
+                raise session.fail("adding the new key to", added)
+        for key in old_keys or []:
+            if not key.get("current"):
+                continue  # the old password's own key only; other keys are a person's
+            removed = session.run(["key", "remove", str(key.get("id"))], new_password)
+            if removed.outcome != "ok":
+                raise session.fail("removing the old key of", removed)
+
+
+def _plain(value: object) -> object:
+    return int(value) if isinstance(value, float) and value == int(value) else value
+
+
+def _outs(props: dict[str, Any], target: _Target, repository_id: str) -> dict[str, Any]:
+    outs = {k: props[k] for k in ResticRepositoryProvider.inputs}
+    outs["port"] = target.port
+    outs["url"] = target.url
+    outs["repository_id"] = repository_id
+    return outs
+
+
+# --- the resource --------------------------------------------------------------------------
+
+
+class ResticRepository(dynamic.Resource, module="restic", name="Repository"):
+    """A restic repository at ``sftp://<user>@<host>:<port>/<path>``, adopted or initialised.
+
+    ``password`` is kept secret in state. Removing the resource never deletes the repository.
+    """
+
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    user: pulumi.Output[str]
+    path: pulumi.Output[str]
+    url: pulumi.Output[str]
+    repository_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        host: pulumi.Input[str],
+        user: pulumi.Input[str],
+        path: pulumi.Input[str],
+        password: pulumi.Input[str],
+        identity_file: pulumi.Input[str],
+        known_hosts: pulumi.Input[str],
+        port: pulumi.Input[int] = SFTP_PORT,
+        opts: pulumi.ResourceOptions | None = None,
+        provider: ResticRepositoryProvider | None = None,
+    ) -> None:
+        props: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "user": user,
+            "path": path,
+            "identity_file": identity_file,
+            "known_hosts": known_hosts,
+            "password": pulumi.Output.secret(password),
+            "url": None,
+            "repository_id": None,
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
+        super().__init__(
+            provider or ResticRepositoryProvider(),
+            resource_name,
+            props,
+            pulumi.ResourceOptions.merge(opts, secret),
+        )
