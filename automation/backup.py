@@ -26,6 +26,7 @@ Errors (every message starts with ``restic: <command>: ``)::
         ├── ResticMissingError      no restic binary
         ├── WrongPasswordError      no key opens the repository with that password
         ├── RepositoryMissingError  no repository at that location
+        ├── AccessRefusedError      the box refused our key, or its host key is not the pinned one
         ├── IntegrityError          check failed, or a restore did not verify
         └── CommandFailedError      any other non-zero exit
 """
@@ -44,6 +45,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from components.providers import _restic_output as restic_output
 
 MESSAGE_LIMIT = 600
 TIMEOUT_SECONDS = 6 * 3600
@@ -82,6 +85,10 @@ class RepositoryMissingError(PermanentError):
     """There is no repository at the URL (``init`` was never run, or the path is wrong)."""
 
 
+class AccessRefusedError(PermanentError):
+    """The box refused our SSH key, or its host key is not the pinned one: a person must look."""
+
+
 class IntegrityError(PermanentError):
     """The repository or a restored tree does not match what was backed up."""
 
@@ -90,35 +97,17 @@ class CommandFailedError(PermanentError):
     """restic exited non-zero for a reason not classified above."""
 
 
-_CLASSIFY: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = (
-    (re.compile(r"wrong password|no key found", re.I), WrongPasswordError),
-    (re.compile(r"repository is already locked|unable to create lock", re.I), LockedError),
-    (
-        re.compile(
-            r"Is there a repository at the following location|unable to open config file"
-            r"|repository does not exist|config file does not exist",
-            re.I,
-        ),
-        RepositoryMissingError,
-    ),
-    (
-        re.compile(
-            r"unable to start the sftp session|connection refused|connection reset|"
-            r"connection timed out|no route to host|could not resolve hostname|broken pipe|"
-            r"connection closed|network is unreachable|host key verification failed",
-            re.I,
-        ),
-        UnreachableError,
-    ),
-    (
-        re.compile(
-            r"ciphertext verification failed|repository contains errors|"
-            r"verification failed|invalid data returned|checksum mismatch",
-            re.I,
-        ),
-        IntegrityError,
-    ),
-)
+# One reading of restic's output for the whole project (the provider's table); what each
+# outcome means for a backup run on the host.
+_ERROR_OF: dict[restic_output.Outcome, type[ResticError]] = {
+    "wrong-password": WrongPasswordError,
+    "locked": LockedError,
+    "missing": RepositoryMissingError,
+    "unreachable": UnreachableError,
+    "host-key": AccessRefusedError,
+    "key-refused": AccessRefusedError,
+    "integrity": IntegrityError,
+}
 
 
 @dataclass(frozen=True)
@@ -388,11 +377,7 @@ def _ssh_path(ssh_config: Path | None) -> Iterator[str]:
 
 def _error(command: str, output: str, repos: tuple[Repository | None, ...]) -> ResticError:
     text = _redact(output, repos)
-    kind: type[ResticError] = CommandFailedError
-    for pattern, candidate in _CLASSIFY:
-        if pattern.search(text):
-            kind = candidate
-            break
+    kind = _ERROR_OF.get(restic_output.classify_output(text), CommandFailedError)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     detail = " | ".join(lines[-6:]) or "failed without a message"
     return kind(f"restic: {command}: {detail}"[:MESSAGE_LIMIT])

@@ -27,8 +27,8 @@ Errors are ``ApiError``\\ s of system ``restic`` (messages start with ``restic: 
 ``RetryableApiError`` when the box could not be reached (the message says "could not
 connect"), restic timed out or the repository is locked; ``PermanentApiError`` otherwise.
 
-The restic output patterns duplicate those of ``automation.backup`` (components must not
-import automation); ``classify_output`` is the one to share once automation imports it.
+restic's output is read by ``_restic_output.classify_output``, shared with
+``automation.backup``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 from pulumi import dynamic
@@ -51,13 +51,13 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from components.providers._base import known_problems
 from components.providers._http import ApiError, PermanentApiError, RetryableApiError
+from components.providers._restic_output import Outcome, classify_output
 
 __all__ = [
     "SFTP_PORT",
     "SYSTEM",
     "ResticRepository",
     "ResticRepositoryProvider",
-    "classify_output",
 ]
 
 SYSTEM = "restic"
@@ -68,48 +68,6 @@ _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PATH_RE = re.compile(r"^/?[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519", "sk-ecdsa-sha2-")
-
-Outcome = Literal[
-    "ok", "missing", "wrong-password", "locked", "host-key", "key-refused", "unreachable", "failed"
-]
-
-_PATTERNS: tuple[tuple[re.Pattern[str], Outcome], ...] = (
-    (re.compile(r"wrong password|no key found", re.I), "wrong-password"),
-    (re.compile(r"repository is already locked|unable to create lock", re.I), "locked"),
-    (re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION", re.I), "host-key"),
-    (re.compile(r"permission denied \(publickey", re.I), "key-refused"),
-    (
-        re.compile(
-            r"Is there a repository at the following location|unable to open config file"
-            r"|repository does not exist|config file does not exist",
-            re.I,
-        ),
-        "missing",
-    ),
-    (
-        re.compile(
-            r"unable to start the sftp session|connection refused|connection reset|"
-            r"connection timed out|no route to host|could not resolve hostname|broken pipe|"
-            r"connection closed|network is unreachable",
-            re.I,
-        ),
-        "unreachable",
-    ),
-)
-
-
-def classify_output(output: str) -> Outcome:
-    """What restic's output of a failed command means (``failed``: none of the known cases).
-
-    The patterns of ``automation.backup._CLASSIFY`` (kept in step by
-    ``tests/backup/test_repository.py``), except that a host key that does not match the
-    pinned one and an SSH key the server refuses are their own, permanent cases here:
-    retrying cannot fix them, a person must look."""
-    for pattern, outcome in _PATTERNS:
-        if pattern.search(output):
-            return outcome
-    return "failed"
-
 
 # --- checks --------------------------------------------------------------------------------
 

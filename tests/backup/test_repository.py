@@ -11,8 +11,8 @@ import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
 from automation import backup
-from components.providers import restic
 from components.providers._http import ApiError, PermanentApiError, RetryableApiError
+from components.providers._restic_output import classify_output
 from components.providers.restic import ResticRepositoryProvider
 from tests.backup.conftest import PASSWORD, StorageBox
 
@@ -305,10 +305,15 @@ def test_check(change: dict[str, Any], failed: list[str]) -> None:
          backup.UnreachableError),
         ("Fatal: create repository failed: config file already exists", "failed",
          backup.CommandFailedError),
+        ("Host key verification failed.\nFatal: unable to start the sftp session", "host-key",
+         backup.AccessRefusedError),
+        ("root@127.0.0.1: Permission denied (publickey).", "key-refused",
+         backup.AccessRefusedError),
+        ("Fatal: repository contains errors", "integrity", backup.IntegrityError),
     ],
 )  # fmt: skip
 def test_classification_matches_automation_backup(
     output: str, outcome: str, backup_error: type[backup.ResticError]
 ) -> None:
-    assert restic.classify_output(output) == outcome
+    assert classify_output(output) == outcome
     assert type(backup._error("x", output, ())) is backup_error
