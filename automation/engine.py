@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from semver import VersionInfo
 
 from automation.errors import EngineMissingError
 from automation.settings import Settings
+from stacks.naming import PLATFORM_STACK, tenant_slug
 
 PROJECT = "dezky-infra"
 OnEvent = Callable[[events.EngineEvent], None]
@@ -126,6 +127,8 @@ class Engine:
         if self.settings.kubeconfig is not None:
             text = self.settings.kubeconfig.read_text(encoding="utf-8")
             config["kubernetes:kubeconfig"] = auto.ConfigValue(text, secret=True)
+        if tenant_slug(stack.name) is not None:
+            config.update(_platform_endpoints(stack, skip=config.keys()))
         stack.set_all_config(config)
         with self._lock:
             if not self._plugins_installed:
@@ -168,3 +171,28 @@ class Engine:
     def cancel(self, stack: auto.Stack) -> None:
         """Delete Pulumi's lock files of the stack; only after proving the holder is dead."""
         stack.cancel()
+
+
+# Endpoints of the dynamic providers a tenant stack takes from the platform stack's outputs
+# (stack config key -> platform output), unless the environment names them (STALWART_URL, ...).
+# Read on every run, not cached: a platform run earlier in the same batch may have moved them.
+PLATFORM_ENDPOINTS: Mapping[str, str] = {
+    "stalwart:url": "stalwart_jmap_url",
+    "ocis:url": "ocis_url",
+}
+
+
+def _platform_endpoints(stack: auto.Stack, skip: Iterable[str]) -> dict[str, auto.ConfigValue]:
+    wanted = {key: output for key, output in PLATFORM_ENDPOINTS.items() if key not in set(skip)}
+    if not wanted:
+        return {}
+    try:
+        outputs = stack.workspace.stack_outputs(PLATFORM_STACK)
+    except auto.errors.CommandError:
+        # No platform stack in this backend yet: the provider names the missing config itself.
+        return {}
+    return {
+        key: auto.ConfigValue(str(outputs[output].value))
+        for key, output in wanted.items()
+        if output in outputs and isinstance(outputs[output].value, str)
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -10,6 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from automation.lease import FileLease
 from automation.records import Operation, Reason, RunState
@@ -207,3 +210,45 @@ def test_recover_refuses_while_the_holder_lives(harness: Build) -> None:
             h.events.append,
         )
     assert lock.exists()
+
+
+def _config_set(fake: Path, stack: str) -> list[str]:
+    """The arguments of the last `config set-all` on ``stack``."""
+    calls = [_argv(c) for c in read_calls(fake) if _argv(c)[:2] == ["config", "set-all"]]
+    mine = [argv for argv in calls if argv[argv.index("--stack") + 1] == stack]
+    assert mine, f"no config set-all on {stack}"
+    return mine[-1]
+
+
+ENDPOINTS = {"stalwart_jmap_url": "https://mail.dezky.eu", "ocis_url": "https://files.dezky.eu"}
+
+
+def test_a_tenant_stack_takes_provider_endpoints_from_the_platform_stack(harness: Build) -> None:
+    h = harness({"stacks": {"platform": {"steps": [], "outputs": ENDPOINTS},
+                            "tenant-acme": {"steps": STEPS}}})  # fmt: skip
+    assert h.run("platform", Operation.UP).state is RunState.SUCCEEDED
+    assert h.run("tenant-acme", Operation.UP).state is RunState.SUCCEEDED
+    args = _config_set(h.fake, "tenant-acme")
+    assert "stalwart:url=https://mail.dezky.eu" in args
+    assert "ocis:url=https://files.dezky.eu" in args
+    assert not any(a.startswith("stalwart:url") for a in _config_set(h.fake, "platform"))
+
+
+def test_an_endpoint_named_in_the_environment_wins(harness: Build) -> None:
+    h = harness({"stacks": {"platform": {"steps": [], "outputs": ENDPOINTS},
+                            "tenant-acme": {"steps": STEPS}}})  # fmt: skip
+    h.settings = dataclasses.replace(
+        h.settings, provider_config={"stalwart:url": (SecretStr("https://mail.staging"), False)}
+    )
+    assert h.run("platform", Operation.UP).state is RunState.SUCCEEDED
+    assert h.run("tenant-acme", Operation.UP).state is RunState.SUCCEEDED
+    args = _config_set(h.fake, "tenant-acme")
+    assert "stalwart:url=https://mail.staging" in args
+    assert "stalwart:url=https://mail.dezky.eu" not in args
+    assert "ocis:url=https://files.dezky.eu" in args
+
+
+def test_without_a_platform_stack_a_tenant_run_still_starts(harness: Build) -> None:
+    h = harness({"stacks": {"tenant-acme": {"steps": STEPS}}})
+    assert h.run("tenant-acme", Operation.UP).state is RunState.SUCCEEDED
+    assert not any(a.startswith("stalwart:url") for a in _config_set(h.fake, "tenant-acme"))
