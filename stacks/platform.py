@@ -1,41 +1,52 @@
 """The platform stack program: what every tenant stack builds on.
 
-Declares the shared Authentik objects (parent group, login stages, recovery flow) and, where
-the environment has Hetzner parts (prod): the adopted AX41 (reverse DNS and the Robot
-firewall; never ordered or cancelled from here) and the backup Storage Boxes, a BX in fsn1 for
-the restic repositories and one in hel1 for disaster recovery, each with a subaccount per
-backup source.
+Declares the k3s provider (from the kubeconfig secret), the platform services on k3s where the
+environment has a ``services`` section (cert-manager and its issuer, Authentik, OCIS,
+Collabora, Dezky's web apps), the shared Authentik objects (parent group, login stages,
+recovery flow) and, where the environment has Hetzner parts (prod): the adopted AX41 (reverse
+DNS and the Robot firewall; never ordered or cancelled from here) and the backup Storage
+Boxes, a BX in fsn1 for the restic repositories and one in hel1 for disaster recovery, each
+with a subaccount per backup source. Exports what tenant stacks read (``stacks.refs``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import pulumi
 
+from components import platform_services as svc
+from components.cluster import cluster_provider
 from components.identity_platform import PlatformIdentity
 from components.server import DedicatedServer, DedicatedServerArgs
 from components.storage import BackupStorageBox, StorageBoxArgs
 from stacks import refs
-from tenants.environment import Environment, StorageBox
+from stacks import secrets as names
+from stacks.secrets import StackSecrets, offline_secret
+from tenants.environment import Environment, Services, StorageBox
+
+# Kept under its first name: the platform's secret lookup.
+PlatformSecrets = StackSecrets
+__all__ = ["PlatformSecrets", "build", "offline_secret", "services_args"]
+
+# The Authentik application (OAuth2/OpenID provider) OCIS signs users in with.
+OCIS_OIDC_APPLICATION = "ocis"
+OCIS_OIDC_CLIENT_ID = "ocis-web"
 
 
-@dataclass(frozen=True)
-class PlatformSecrets:
-    """Secrets the platform program needs, looked up by name (stack config holds them)."""
-
-    lookup: Callable[[str], pulumi.Input[str]]
-
-
-def offline_secret(name: str) -> pulumi.Input[str]:
-    """Stand-in for a secret when rendering offline (a module function: workers pickle it)."""
-    return pulumi.Output.secret(f"offline:{name}")
-
-
-def build(environment: Environment, secrets: PlatformSecrets) -> None:
+def build(environment: Environment, secrets: StackSecrets) -> None:
     """Declare the platform's resources in the current Pulumi program."""
-    identity = PlatformIdentity("identity")
+    kubeconfig = pulumi.Output.secret(secrets.lookup(names.KUBECONFIG))
+    depends: list[pulumi.Resource] = []
+    if environment.services is not None:
+        cluster = cluster_provider("k3s", kubeconfig)
+        services = svc.PlatformServices(
+            "platform-services",
+            services_args(environment, environment.services, secrets),
+            opts=pulumi.ResourceOptions(providers=[cluster]),
+        )
+        # Authentik must answer before its objects can be declared (first run).
+        depends.append(services.authentik.release)
+    identity = PlatformIdentity("identity", opts=pulumi.ResourceOptions(depends_on=depends))
+    hosts = environment.hostnames
     pulumi.export("environment", environment.name)
     refs.export(
         refs.PlatformRefs(
@@ -46,6 +57,10 @@ def build(environment: Environment, secrets: PlatformSecrets) -> None:
             mfa_optional_stage_id=identity.stages.mfa_optional,
             login_stage_id=identity.stages.login,
             deny_policy_id=identity.stages.deny_policy,
+            authentik_url=f"https://{hosts.auth}",
+            stalwart_jmap_url=f"https://{hosts.mail}",
+            ocis_url=f"https://{hosts.files}",
+            kubeconfig=kubeconfig,
         )
     )
     hetzner = environment.hetzner
@@ -68,9 +83,87 @@ def build(environment: Environment, secrets: PlatformSecrets) -> None:
         pulumi.export(f"{role}_storage_box_server", storage.box.server)
 
 
-def _box_args(
-    box: StorageBox, sources: tuple[str, ...], secrets: PlatformSecrets
-) -> StorageBoxArgs:
+def services_args(
+    environment: Environment, services: Services, secrets: StackSecrets
+) -> svc.PlatformServicesArgs:
+    """The environment's platform services as component arguments."""
+    hosts = environment.hostnames
+    tls = services.tls
+    storage = services.object_storage
+    s3 = (
+        None
+        if storage is None
+        else svc.S3Backend(
+            endpoint=storage.endpoint,
+            region=storage.region,
+            bucket=storage.bucket,
+            access_key=secrets.lookup(names.OBJECT_STORAGE_ACCESS_KEY),
+            secret_key=secrets.lookup(names.OBJECT_STORAGE_SECRET_KEY),
+        )
+    )
+    apps = services.apps
+    return svc.PlatformServicesArgs(
+        ingress_class=environment.ingress_class,
+        issuer=_issuer(environment, services),
+        authentik=svc.AuthentikArgs(
+            host=hosts.auth,
+            secret_key=secrets.lookup(names.AUTHENTIK_SECRET_KEY),
+            postgresql_password=secrets.lookup(names.AUTHENTIK_POSTGRESQL_PASSWORD),
+            bootstrap_token=secrets.lookup(names.AUTHENTIK_TOKEN),
+        ),
+        ocis=svc.OcisArgs(
+            host=hosts.files,
+            oidc_issuer=f"https://{hosts.auth}/application/o/{OCIS_OIDC_APPLICATION}/",
+            oidc_client_id=OCIS_OIDC_CLIENT_ID,
+            # Self-signed certificates cannot be verified between OCIS and Authentik.
+            insecure=tls.issuer == "self-signed",
+            s3=s3,
+        ),
+        collabora=svc.CollaboraArgs(
+            host=hosts.office,
+            wopi_host=hosts.files,
+            admin_password=secrets.lookup(names.COLLABORA_ADMIN_PASSWORD),
+        ),
+        apps=[
+            svc.WebAppArgs(
+                name="portal",
+                image=apps.portal.image,
+                host=hosts.portal,
+                port=apps.portal.port,
+                replicas=apps.portal.replicas,
+                env=apps.portal.env,
+            ),
+            svc.WebAppArgs(
+                name="operator-portal",
+                image=apps.operator_portal.image,
+                host=hosts.operator,
+                port=apps.operator_portal.port,
+                replicas=apps.operator_portal.replicas,
+                env=apps.operator_portal.env,
+            ),
+            svc.WebAppArgs(
+                name="platform-api",
+                image=apps.platform_api.image,
+                host=hosts.api,
+                port=apps.platform_api.port,
+                replicas=apps.platform_api.replicas,
+                env=apps.platform_api.env,
+                secret_env={"MONGODB_URI": secrets.lookup(names.PLATFORM_API_MONGODB_URI)},
+            ),
+        ],
+    )
+
+
+def _issuer(environment: Environment, services: Services) -> svc.AcmeIssuer | svc.SelfSignedIssuer:
+    tls = services.tls
+    if tls.issuer == "self-signed":
+        return svc.SelfSignedIssuer()
+    if tls.acme_email is None:  # the environment model refuses this; never guess a contact
+        raise ValueError("services.tls.acme_email is required with issuer letsencrypt")
+    return svc.AcmeIssuer(email=tls.acme_email, ingress_class=environment.ingress_class)
+
+
+def _box_args(box: StorageBox, sources: tuple[str, ...], secrets: StackSecrets) -> StorageBoxArgs:
     return StorageBoxArgs(
         name=box.name,
         location=box.location,

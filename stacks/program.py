@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from stacks import platform, tenant
 from stacks.naming import PLATFORM_STACK, tenant_stack
+from stacks.secrets import OFFLINE, StackSecrets
 from tenants.environment import Environment
 from tenants.model import Tenant
 
@@ -21,24 +22,25 @@ class StackInputs:
     stack: str
     environment: Environment
     tenant: Tenant | None = None
-    secrets: platform.PlatformSecrets = platform.PlatformSecrets(platform.offline_secret)
+    # Offline (plan, tests) every secret is a masked stand-in; the engine passes real ones.
+    secrets: StackSecrets = OFFLINE
 
     @classmethod
-    def for_tenant(cls, spec: Tenant, environment: Environment) -> StackInputs:
-        return cls(tenant_stack(spec.slug), environment, spec)
+    def for_tenant(
+        cls, spec: Tenant, environment: Environment, secrets: StackSecrets | None = None
+    ) -> StackInputs:
+        return cls(tenant_stack(spec.slug), environment, spec, secrets or OFFLINE)
 
     @classmethod
     def for_platform(
-        cls, environment: Environment, secrets: platform.PlatformSecrets | None = None
+        cls, environment: Environment, secrets: StackSecrets | None = None
     ) -> StackInputs:
-        if secrets is None:
-            return cls(PLATFORM_STACK, environment)
-        return cls(PLATFORM_STACK, environment, secrets=secrets)
+        return cls(PLATFORM_STACK, environment, secrets=secrets or OFFLINE)
 
 
 def run(inputs: StackInputs) -> None:
     """Declare the stack's resources in the current Pulumi program."""
     if inputs.tenant is not None:
-        tenant.build(inputs.tenant, inputs.environment)
+        tenant.build(inputs.tenant, inputs.environment, inputs.secrets)
     else:
         platform.build(inputs.environment, inputs.secrets)

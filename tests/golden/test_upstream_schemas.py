@@ -1,8 +1,11 @@
 """What the programs declare is valid for the upstream systems, not only for our mocks.
 
 Kubernetes objects are checked against the Kubernetes OpenAPI schemas (kubernetes-validate);
-Authentik inputs against the request models of the official generated client
-(authentik-client), after the Terraform-bridge spellings are mapped to the API's.
+objects of custom resource kinds against the CRD schema of the exact version the platform
+installs (kubernetes-validate knows only built-in kinds), kept in schemas/; Helm releases'
+values against the chart's own values.schema.json where the chart ships one; Authentik inputs
+against the request models of the official generated client (authentik-client), after the
+Terraform-bridge spellings are mapped to the API's.
 """
 
 from __future__ import annotations
@@ -14,14 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import authentik_client
+import jsonschema
 import kubernetes_validate
 import pydantic
 import pytest
 
-from automation.render import DeclaredResource, render
+from automation.render import SECRET, DeclaredResource, render
+from components import platform_services
 from tests.golden.test_golden import CASES, _inputs
 
 KUBERNETES_VERSION = "1.31"  # the k3s minor the platform pins
+SCHEMAS = Path(__file__).parent / "schemas"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# Custom resource kinds the programs declare -> the CRD's openAPIV3Schema at the pinned version.
+CUSTOM_KINDS = {
+    "kubernetes:cert-manager.io/v1:ClusterIssuer": (
+        f"cert-manager-{platform_services.CERT_MANAGER_CHART.version}-clusterissuer.json"
+    ),
+}
+# Charts that ship a values.schema.json, at the pinned version.
+CHART_VALUE_SCHEMAS = {
+    "cert-manager": f"cert-manager-{platform_services.CERT_MANAGER_CHART.version}-values.json",
+}
 
 AUTHENTIK_MODELS: dict[str, type[pydantic.BaseModel]] = {
     "group:Group": authentik_client.GroupRequest,
@@ -57,13 +74,78 @@ def _declared() -> list[tuple[str, DeclaredResource]]:
 DECLARED = _declared()
 
 
+def _object(resource: DeclaredResource) -> dict[str, Any]:
+    """The object as the API server would get it; a masked Secret keeps a masked entry."""
+    body = dict(resource.inputs)
+    for key in ("data", "stringData"):
+        if body.get(key) == SECRET:  # the renderer masks the whole map
+            body[key] = {"masked": SECRET}
+    return body
+
+
+# Helm releases are not Kubernetes objects (the provider installs the chart): their values
+# are checked below, their pins in tests/stacks.
+BUILT_IN = [
+    (i, r)
+    for i, r in DECLARED
+    if r.type.startswith("kubernetes:") and r.type not in CUSTOM_KINDS and r.type != HELM_RELEASE
+]
+
+
+@pytest.mark.parametrize("resource", [r for _, r in BUILT_IN], ids=[i for i, _ in BUILT_IN])
+def test_kubernetes_objects_match_the_kubernetes_schema(resource: DeclaredResource) -> None:
+    kubernetes_validate.validate(_object(resource), KUBERNETES_VERSION, strict=True)
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as the API server's strict field validation."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {k: _strict(v) for k, v in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        strict["additionalProperties"] = False
+    return strict
+
+
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+    return schema
+
+
+CUSTOM = [(i, r) for i, r in DECLARED if r.type in CUSTOM_KINDS]
+
+
+@pytest.mark.parametrize("resource", [r for _, r in CUSTOM], ids=[i for i, _ in CUSTOM])
+def test_custom_resources_match_their_crd_schema(resource: DeclaredResource) -> None:
+    schema = _strict(_schema(CUSTOM_KINDS[resource.type]))
+    jsonschema.validate(_object(resource), schema, cls=jsonschema.Draft4Validator)
+
+
+def test_the_crd_check_refuses_an_unknown_field() -> None:
+    resource = next(r for i, r in CUSTOM if i.startswith("platform/"))
+    broken = {**resource.inputs, "spec": {"acme": {**resource.inputs["spec"]["acme"], "mail": "x"}}}
+    schema = _strict(_schema(CUSTOM_KINDS[resource.type]))
+    with pytest.raises(jsonschema.ValidationError, match="mail"):
+        jsonschema.validate(broken, schema, cls=jsonschema.Draft4Validator)
+
+
+RELEASES = [(i, r) for i, r in DECLARED if r.type == HELM_RELEASE]
+
+
 @pytest.mark.parametrize(
     "resource",
-    [r for _, r in DECLARED if r.type.startswith("kubernetes:")],
-    ids=[i for i, r in DECLARED if r.type.startswith("kubernetes:")],
+    [r for _, r in RELEASES if r.inputs["chart"] in CHART_VALUE_SCHEMAS],
+    ids=[i for i, r in RELEASES if r.inputs["chart"] in CHART_VALUE_SCHEMAS],
 )
-def test_kubernetes_objects_match_the_kubernetes_schema(resource: DeclaredResource) -> None:
-    kubernetes_validate.validate(resource.inputs, KUBERNETES_VERSION, strict=True)
+def test_helm_values_match_the_chart_values_schema(resource: DeclaredResource) -> None:
+    schema = _schema(CHART_VALUE_SCHEMAS[resource.inputs["chart"]])
+    jsonschema.validate(resource.inputs["values"], schema, cls=jsonschema.Draft7Validator)
 
 
 def _api_value(value: Any) -> Any:
@@ -107,5 +189,13 @@ def test_every_case_was_checked() -> None:
         "kubernetes:core/v1:ResourceQuota",
         "kubernetes:core/v1:LimitRange",
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    }
+    assert {r.type for _, r in CUSTOM} == set(CUSTOM_KINDS)
+    assert {r.inputs["chart"] for _, r in RELEASES} >= set(CHART_VALUE_SCHEMAS)
+    assert {r.type for _, r in DECLARED} >= {
+        "kubernetes:apps/v1:Deployment",
+        "kubernetes:core/v1:Service",
+        "kubernetes:networking.k8s.io/v1:Ingress",
+        "kubernetes:core/v1:Secret",
     }
     assert Path(CASES / "platform").is_dir()  # the platform's shared flows are checked too

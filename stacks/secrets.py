@@ -1,0 +1,54 @@
+"""Secrets a stack program needs, looked up by name; stack config holds them.
+
+``stacks/__main__.py`` builds the lookup from stack config for the real engine (where each
+name is read is documented there); the offline plan uses ``offline_secret``, which marks a
+stand-in as secret so it is masked in every rendering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pulumi
+
+# The cluster's kubeconfig (the text of /etc/rancher/k3s/k3s.yaml, server address set).
+KUBECONFIG = "kubeconfig"
+# The Authentik API token (stack config authentik:token); the platform also hands it to
+# Authentik as its bootstrap token.
+AUTHENTIK_TOKEN = "authentik-token"  # noqa: S105 (a name)
+# Secrets of the platform services, all in the stack config object dezky:platformSecrets.
+AUTHENTIK_SECRET_KEY = "authentik-secret-key"  # noqa: S105 (a name)
+AUTHENTIK_POSTGRESQL_PASSWORD = "authentik-postgresql-password"  # noqa: S105 (a name)
+OBJECT_STORAGE_ACCESS_KEY = "object-storage-access-key"
+OBJECT_STORAGE_SECRET_KEY = "object-storage-secret-key"  # noqa: S105 (a name)
+COLLABORA_ADMIN_PASSWORD = "collabora-admin-password"  # noqa: S105 (a name)
+PLATFORM_API_MONGODB_URI = "platform-api-mongodb-uri"
+SERVICE_SECRETS = frozenset(
+    {
+        AUTHENTIK_SECRET_KEY,
+        AUTHENTIK_POSTGRESQL_PASSWORD,
+        OBJECT_STORAGE_ACCESS_KEY,
+        OBJECT_STORAGE_SECRET_KEY,
+        COLLABORA_ADMIN_PASSWORD,
+        PLATFORM_API_MONGODB_URI,
+    }
+)
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secrets a stack program needs, looked up by name (stack config holds them)."""
+
+    lookup: Callable[[str], pulumi.Input[str]]
+
+
+OFFLINE_PREFIX = "offline:"
+
+
+def offline_secret(name: str) -> pulumi.Input[str]:
+    """Stand-in for a secret when rendering offline (a module function: workers pickle it)."""
+    return pulumi.Output.secret(f"{OFFLINE_PREFIX}{name}")
+
+
+OFFLINE = StackSecrets(offline_secret)
