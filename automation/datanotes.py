@@ -53,7 +53,7 @@ DATA_KINDS: dict[str, DataKind] = {
     ),
     "pulumi-python:dynamic/restic:Repository": DataKind(
         "backup repository",
-        lambda i: str(i.get("name", "?")),
+        lambda i: f"{i.get('user', '?')}:{i.get('path', '?')}",
         "its snapshots are deleted",
         "its snapshots are kept",
         guarded=True,

@@ -89,6 +89,8 @@ class Engine:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             # Hetzner Object Storage rejects aws-chunked checksums (RELIABILITY-PERF A6).
             "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+            # Where the platform's playbooks live for its Ansible run (components.host).
+            "DEZKY_REPO": str(self.settings.repo.resolve()),
         }
 
     def stack(self, name: str) -> auto.Stack:

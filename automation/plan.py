@@ -34,6 +34,8 @@ TENANTS_DIR = "tenants"
 CODE_PREFIXES = ("components/", "stacks/", "automation/", "tenants/")
 CODE_FILES = frozenset({"pyproject.toml", "requirements.lock", "Pulumi.yaml"})
 PLATFORM_PREFIXES = ("ansible/", "stacks/Pulumi.platform")
+# Files a program reads while it renders (the playbooks' digest): the base side must read its own.
+READ_WHILE_RENDERING = ("ansible/",)
 
 
 class PlanError(Exception):
@@ -112,7 +114,7 @@ def plan_change(ws: Workspace, base_ref: str, workers: int | None = None) -> Pla
     head = {r.stack: r for r in render_all(head_inputs, workers)}
     titles = {tenant_stack(f.tenant.slug): f.tenant.name for f in head_files}
 
-    if any(_is_code(p) for p in changed):
+    if any(_is_code(p) or p.startswith(READ_WHILE_RENDERING) for p in changed):
         base = _render_base_with_its_code(git, commit, ws, stacks)
     else:
         base = {

@@ -40,14 +40,16 @@ class BackupRepositoriesArgs:
 
     ``boxes`` maps each role of ``ROLES`` to its box; ``identity_file`` is the SSH private key
     (a path on the machine that runs Pulumi) the subaccounts accept; ``path`` is the
-    repository inside each subaccount's home directory.
+    repository inside the subaccount's home directory, ``{source}`` replaced by the source's
+    name, so sources that share a subaccount (a MongoDB and a PostgreSQL dump) never share a
+    repository.
     """
 
     sources: Sequence[str]
     boxes: Mapping[str, BoxRepositoriesArgs]
     identity_file: pulumi.Input[str]
     port: int = restic.SFTP_PORT
-    path: str = "repository"
+    path: str = "{source}"
 
 
 def _check(args: BackupRepositoriesArgs) -> None:
@@ -82,7 +84,7 @@ class BackupRepositories(pulumi.ComponentResource):
                 host=args.boxes[role].host,
                 port=args.port,
                 user=args.boxes[role].users[source],
-                path=args.path,
+                path=args.path.format(source=source),
                 password=args.boxes[role].passwords[source],
                 identity_file=args.identity_file,
                 known_hosts=args.boxes[role].known_hosts,

@@ -1,12 +1,14 @@
 """The platform host's configuration: ``ansible/playbooks/site.yml`` run from the stack.
 
-``HostConfiguration`` is one ``pulumi_command.local.Command`` that runs, from the repository
-root::
+``HostConfiguration`` is one ``pulumi_command.local.Command`` that runs, from the checkout the
+engine names in ``DEZKY_REPO`` (automation.engine sets it; not an input, so another path on
+another machine is no change)::
 
     ansible-playbook -i '<host>,' ansible/playbooks/site.yml --extra-vars @{vars_file}
 
 It runs again whenever a file under ``ansible/`` or a variable changes: its ``triggers`` are
-the digest of the whole ``ansible/`` tree and the digest of the variables (``triggers``).
+the digests of the whole ``ansible/`` tree and of the plain variables; a changed secret
+variable changes its (secret) ``environment``, which runs it again as well.
 
 Secrets never reach a command line or a log:
 
@@ -61,6 +63,14 @@ def leaves(value):
         yield value
 
 env = dict(os.environ)
+# The checkout comes from the engine's environment, not an input: a different path on another
+# machine must not count as a change.
+repo = env.get("DEZKY_REPO", "")
+if not repo or not os.path.isfile(os.path.join(repo, "ansible", "playbooks", "site.yml")):
+    print("ansible: DEZKY_REPO does not name a dezky-infra checkout (the engine sets it)",
+          file=sys.stderr)
+    sys.exit(2)
+os.chdir(repo)
 plain = json.loads(env.pop("DEZKY_ANSIBLE_VARS", "{}"))
 secret = json.loads(env.pop("DEZKY_ANSIBLE_SECRET_VARS", "{}"))
 key = env.pop("DEZKY_SSH_PRIVATE_KEY", "")
@@ -128,11 +138,6 @@ def vars_digest(variables: Mapping[str, Any]) -> str:
     """SHA-256 of the variables as canonical JSON (key order does not matter)."""
     canonical = json.dumps(variables, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def triggers(ansible_dir: Path, variables: Mapping[str, Any]) -> list[str]:
-    """What re-runs the playbook: the ``ansible/`` tree's digest and the variables' digest."""
-    return [tree_digest(ansible_dir), vars_digest(variables)]
 
 
 def playbook_command(host: str) -> str:
@@ -216,13 +221,12 @@ class HostConfiguration(pulumi.ComponentResource):
         environment = pulumi.Output.all(plain, secret, key, args.known_hosts).apply(
             lambda v: runner_environment(v[0], v[1], v[2], v[3], args.user)
         )
-        digests = pulumi.Output.all(plain, secret).apply(
-            lambda v: triggers(ansible_dir, {**v[0], **v[1]})
-        )
+        # Plain digests, so a plan names what changed: the ansible/ tree and the plain
+        # variables. A changed secret changes the (secret) environment, which re-runs it too.
+        digests: list[pulumi.Input[str]] = [tree_digest(ansible_dir), plain.apply(vars_digest)]
         self.run = command.local.Command(
             f"{name}-ansible",
             create=playbook_command(args.host),
-            dir=str(args.repo_root),
             interpreter=["python3", "-c", RUNNER],
             environment=environment,
             triggers=digests,

@@ -9,7 +9,8 @@ Secrets, by the name a program looks them up with (``stacks.secrets``):
   from the file ``KUBECONFIG`` names: on the server, /etc/rancher/k3s/k3s.yaml with its
   public address; in dev the local k3s or kind kubeconfig;
 * ``authentik-token``: stack config ``authentik:token`` (secret, from ``AUTHENTIK_TOKEN``);
-* the platform services' secrets: keys of the secret object ``dezky:platformSecrets``;
+* the platform services' and the host's secrets (SSH keys, restic repository passwords
+  ``restic/<box role>/<source>``): keys of the secret object ``dezky:platformSecrets``;
 * Storage Box passwords: keys ``<box>`` and ``<box>/<source>`` of ``dezky:storageBoxPasswords``.
 
 Each is read only when the program looks it up, so dev needs no Storage Box passwords.
@@ -46,7 +47,7 @@ def _secrets(config: pulumi.Config) -> StackSecrets:
             return pulumi.Config("kubernetes").require_secret("kubeconfig")
         if name == names.AUTHENTIK_TOKEN:
             return pulumi.Config("authentik").require_secret("token")
-        if name in names.SERVICE_SECRETS:
+        if names.in_platform_secrets(name):
             return _from_object(config, "platformSecrets", name)
         return _from_object(config, "storageBoxPasswords", name)
 

@@ -18,10 +18,10 @@ from components.cluster import cluster_provider
 from components.identity_platform import PlatformIdentity
 from components.server import DedicatedServer, DedicatedServerArgs
 from components.storage import BackupStorageBox, StorageBoxArgs
-from stacks import refs
+from stacks import platform_host, refs
 from stacks import secrets as names
 from stacks.secrets import StackSecrets, offline_secret
-from tenants.environment import Environment, Services, StorageBox
+from tenants.environment import Environment, Hetzner, Services, StorageBox
 
 # Kept under its first name: the platform's secret lookup.
 PlatformSecrets = StackSecrets
@@ -75,12 +75,20 @@ def build(environment: Environment, secrets: StackSecrets) -> None:
             hostname=hetzner.hostname,
             admin_networks=list(hetzner.admin_networks),
             mail=True,
+            vswitch_id=hetzner.vswitch_id,
         ),
     )
     pulumi.export("server_ip", server.server_ip)
+    boxes: dict[str, BackupStorageBox] = {}
     for role, box in (("backup", hetzner.backup_box), ("dr", hetzner.dr_box)):
-        storage = BackupStorageBox(role, _box_args(box, hetzner.backup_sources, secrets))
-        pulumi.export(f"{role}_storage_box_server", storage.box.server)
+        boxes[role] = BackupStorageBox(role, _box_args(box, hetzner, secrets))
+        pulumi.export(f"{role}_storage_box_server", boxes[role].box.server)
+    repositories = platform_host.backup_repositories(hetzner, boxes, secrets)
+    pulumi.export("restic_repositories", repositories.urls)
+    host = platform_host.host_configuration(
+        environment, hetzner, boxes, secrets, depends_on=[server, repositories]
+    )
+    pulumi.export("host_configuration", host.run.triggers)
 
 
 def services_args(
@@ -163,12 +171,17 @@ def _issuer(environment: Environment, services: Services) -> svc.AcmeIssuer | sv
     return svc.AcmeIssuer(email=tls.acme_email, ingress_class=environment.ingress_class)
 
 
-def _box_args(box: StorageBox, sources: tuple[str, ...], secrets: StackSecrets) -> StorageBoxArgs:
+def _box_args(box: StorageBox, hetzner: Hetzner, secrets: StackSecrets) -> StorageBoxArgs:
     return StorageBoxArgs(
         name=box.name,
         location=box.location,
         box_type=box.type,
         ssh_keys=box.ssh_keys,
         password=secrets.lookup(box.name),
-        subaccounts={source: secrets.lookup(f"{box.name}/{source}") for source in sources},
+        subaccounts={
+            source: secrets.lookup(f"{box.name}/{source}") for source in hetzner.backup_sources
+        },
+        authorized_keys=hetzner.backup_ssh_keys,
+        identity_file=hetzner.automation_identity_file,
+        known_hosts=box.known_hosts,
     )

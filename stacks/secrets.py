@@ -24,6 +24,12 @@ OBJECT_STORAGE_ACCESS_KEY = "object-storage-access-key"
 OBJECT_STORAGE_SECRET_KEY = "object-storage-secret-key"  # noqa: S105 (a name)
 COLLABORA_ADMIN_PASSWORD = "collabora-admin-password"  # noqa: S105 (a name)
 PLATFORM_API_MONGODB_URI = "platform-api-mongodb-uri"
+# The host: the automation's SSH key for root on the AX41 (Ansible), the host's restic key
+# (its public half is in the environment's backup_ssh_keys), and one password per restic
+# repository, named restic/<box role>/<source> (stacks.platform_host).
+HOST_SSH_PRIVATE_KEY = "host-ssh-private-key"  # noqa: S105 (a name)
+RESTIC_SSH_PRIVATE_KEY = "restic-ssh-private-key"  # noqa: S105 (a name)
+RESTIC_PASSWORD_PREFIX = "restic/"  # noqa: S105 (a name)
 SERVICE_SECRETS = frozenset(
     {
         AUTHENTIK_SECRET_KEY,
@@ -32,8 +38,15 @@ SERVICE_SECRETS = frozenset(
         OBJECT_STORAGE_SECRET_KEY,
         COLLABORA_ADMIN_PASSWORD,
         PLATFORM_API_MONGODB_URI,
+        HOST_SSH_PRIVATE_KEY,
+        RESTIC_SSH_PRIVATE_KEY,
     }
 )
+
+
+def in_platform_secrets(name: str) -> bool:
+    """Whether ``name`` is a key of the stack config object ``dezky:platformSecrets``."""
+    return name in SERVICE_SECRETS or name.startswith(RESTIC_PASSWORD_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,18 @@ class StorageBox(_Frozen):
     name: str = Field(strict=True, pattern=r"^[a-z][a-z0-9-]{1,40}$")
     location: str = Field(strict=True, description="Hetzner location, e.g. fsn1 or hel1.")
     type: str = Field(default="bx11", strict=True)
-    ssh_keys: tuple[str, ...] = Field(default=(), description="Public keys allowed to log in.")
+    ssh_keys: tuple[str, ...] = Field(
+        default=(),
+        description="Public keys of the main account (set at creation only); the automation's "
+        "key must be one: it installs the subaccounts' keys over SFTP.",
+    )
+    known_hosts: str = Field(
+        strict=True,
+        min_length=1,
+        description="The box's SSH host keys, pinned: '[uXXXXX.your-storagebox.de]:23 "
+        "ssh-ed25519 AAAA…' lines (ssh-keyscan -p 23, checked against Hetzner's published "
+        "fingerprints).",
+    )
 
 
 class Hetzner(_Frozen):
@@ -70,7 +81,37 @@ class Hetzner(_Frozen):
     admin_networks: tuple[str, ...] = Field(min_length=1, description="CIDRs for SSH and k8s API.")
     backup_box: StorageBox
     dr_box: StorageBox
-    backup_sources: tuple[str, ...] = ("mail", "files", "databases")
+    backup_sources: tuple[str, ...] = Field(
+        default=("mail", "files", "databases"),
+        description="One subaccount per source on each box; the restic repositories of the "
+        "platform's backups live in them (stacks/backups.py).",
+    )
+    vswitch_id: int | None = Field(
+        default=None, strict=True, gt=0, description="Robot vSwitch to attach the server to."
+    )
+    host_known_hosts: str = Field(
+        strict=True,
+        min_length=1,
+        description="The server's SSH host keys, pinned ('<ipv4> ssh-ed25519 AAAA…' lines); "
+        "Ansible connects with strict host key checking.",
+    )
+    root_authorized_keys: tuple[str, ...] = Field(
+        min_length=1,
+        description="Public keys that may log in as root (the automation's and on-call's); "
+        "the host's authorized_keys holds exactly these.",
+    )
+    backup_ssh_keys: tuple[str, ...] = Field(
+        min_length=1,
+        description="Public keys every backup subaccount accepts: the host's restic key (its "
+        "private half is the platform secret restic-ssh-private-key) and the automation's.",
+    )
+    automation_identity_file: str = Field(
+        default="/etc/dezky/ssh/automation_ed25519",
+        strict=True,
+        pattern=r"^/\S+$",
+        description="Private key of the automation on the machine that runs Pulumi: logs in "
+        "to the Storage Boxes (main accounts and subaccounts) to manage keys and repositories.",
+    )
 
 
 class Capacity(_Frozen):

@@ -138,3 +138,54 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(20):
         (src / f"msg-{i:02d}.eml").write_text(f"Subject: {i}\n\n" + "body " * (i * 50))
     return src
+
+
+@dataclass(frozen=True)
+class SubaccountSshd:
+    """A second sshd with the storage box's host key, for what one user cannot show alone.
+
+    ``port`` plays a subaccount's login: it accepts only the keys in
+    ``home/.ssh/authorized_keys`` (``home`` is a folder of the box, as a subaccount's home is a
+    folder of the main account's). ``legacy_port`` accepts the main account's key on an SFTP
+    server that refuses ``posix-rename@openssh.com``, so only the plain SFTP rename works."""
+
+    home: Path
+    port: int
+    legacy_port: int
+
+
+@pytest.fixture(scope="session")
+def subaccount_sshd(storagebox: StorageBox) -> Iterator[SubaccountSshd]:
+    sshd_dir = storagebox.root / "subaccount-sshd"
+    sshd_dir.mkdir()
+    home = storagebox.home / "subaccount-login"
+    home.mkdir()
+    port, legacy_port = _free_port(), _free_port()
+    while legacy_port == port:
+        legacy_port = _free_port()
+    config = sshd_dir / "sshd_config"
+    config.write_text(
+        f"Port {port}\nPort {legacy_port}\nListenAddress 127.0.0.1\n"
+        f"HostKey {storagebox.root / 'sshd' / 'host_ed25519'}\n"
+        f"PidFile {sshd_dir / 'sshd.pid'}\nAuthorizedKeysFile {home}/.ssh/authorized_keys\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\nForceCommand internal-sftp\nAllowTcpForwarding no\n"
+        f"LogLevel VERBOSE\nMatch LocalPort {legacy_port}\n"
+        f"    AuthorizedKeysFile {storagebox.root / 'sshd' / 'keys'}/%u\n"
+        "    ForceCommand internal-sftp -P posix-rename\n"
+    )
+    log = sshd_dir / "sshd.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=stderr)
+    try:
+        _wait_listening(port, proc, log)
+        _wait_listening(legacy_port, proc, log)
+        yield SubaccountSshd(home=home, port=port, legacy_port=legacy_port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -59,7 +59,7 @@ def test_one_protected_retained_repository_per_box_and_source(render: Render) ->
     ]  # fmt: skip
     mail = repos["restic-backup-mail"]
     assert (mail["host"], mail["port"], mail["user"], mail["path"]) == (
-        "u1.your-storagebox.de", 23, "u1-sub1", "repository",
+        "u1.your-storagebox.de", 23, "u1-sub1", "mail",
     )  # fmt: skip
     assert repos["restic-dr-files"]["user"] == "u2-sub2"
     assert mail["identity_file"] == "/root/.ssh/restic_ed25519"

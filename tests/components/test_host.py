@@ -20,7 +20,6 @@ from components.host import (
     playbook_command,
     runner_environment,
     tree_digest,
-    triggers,
     vars_digest,
 )
 from tests.components.conftest import Render, unsecret
@@ -108,11 +107,6 @@ def test_vars_digest_ignores_key_order_but_not_values() -> None:
     assert vars_digest(one) != vars_digest({**one, "restic": {"sources": ["mail", "files"]}})
 
 
-def test_triggers_are_the_tree_and_the_vars(tmp_path: Path) -> None:
-    root = make_repo(tmp_path) / "ansible"
-    assert triggers(root, {"a": 1}) == [tree_digest(root), vars_digest({"a": 1})]
-
-
 # --- the component under mocks -------------------------------------------------------------
 
 CMD = "command:local:Command"
@@ -144,7 +138,7 @@ def test_the_command_runs_the_site_playbook_without_secrets_on_argv(
         "ansible-playbook -i 203.0.113.10, ansible/playbooks/site.yml --extra-vars '@{vars_file}'"
     )
     assert inputs["interpreter"] == ["python3", "-c", RUNNER]
-    assert inputs["dir"] == str(repo)
+    assert "dir" not in inputs  # the checkout's path is no input: DEZKY_REPO at run time
     assert inputs["logging"] == "none"
     assert inputs["addPreviousOutputInEnv"] is False
 
@@ -161,12 +155,12 @@ def test_the_command_runs_the_site_playbook_without_secrets_on_argv(
     assert json.loads(environment["DEZKY_ANSIBLE_VARS"])["plain_value"] == "visible"
     assert environment["DEZKY_SSH_PRIVATE_KEY"] == KEY
 
-    secret_triggers, digests = unsecret(inputs["triggers"])
-    assert secret_triggers
-    all_vars = {"plain_value": "visible", "restic_sources": ["mail"], "restic_password": PASSWORD}
-    assert digests == [tree_digest(repo / "ansible"), vars_digest(all_vars)]
+    assert inputs["triggers"] == [  # plain: a plan shows which one changed
+        tree_digest(repo / "ansible"),
+        vars_digest({"plain_value": "visible", "restic_sources": ["mail"]}),
+    ]
 
-    visible = json.dumps([inputs["create"], inputs["interpreter"], inputs["dir"]])
+    visible = json.dumps([inputs["create"], inputs["interpreter"], inputs["triggers"]])
     assert PASSWORD not in visible
     assert "OPENSSH PRIVATE KEY" not in visible
 
@@ -176,14 +170,23 @@ def test_a_changed_role_or_variable_changes_the_triggers(tmp_path: Path, render:
 
     def digests(**change: Any) -> list[str]:
         recorder, _, _ = render(functools.partial(HostConfiguration, "h", args(repo, **change)))
-        return list(unsecret(recorder.by_name["h-ansible"][1]["triggers"])[1])
+        return list(recorder.by_name["h-ansible"][1]["triggers"])
+
+    def environment(**change: Any) -> Any:
+        recorder, _, _ = render(functools.partial(HostConfiguration, "h", args(repo, **change)))
+        return recorder.by_name["h-ansible"][1]["environment"]
 
     first = digests()
     assert digests() == first
-    assert digests(secret_variables={"restic_password": PASSWORD + "2"})[1] != first[1]
+    plain = digests(variables={"plain_value": "other", "restic_sources": ["mail"]})
+    assert [a == b for a, b in zip(plain, first, strict=True)] == [True, False]
+    # A secret changes the secret environment instead: still a change of the command.
+    new_secret = {"restic_password": PASSWORD + "2"}
+    assert digests(secret_variables=new_secret) == first
+    assert environment(secret_variables=new_secret) != environment()
     (repo / "ansible" / "roles" / "base" / "tasks" / "main.yml").write_text("---\n- meta: noop\n")
     changed = digests()
-    assert (changed[0] != first[0], changed[1] == first[1]) == (True, True)
+    assert [a == b for a, b in zip(changed, first, strict=True)] == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -215,11 +218,12 @@ def run_runner(repo: Path, out: Path, fail: bool) -> subprocess.CompletedProcess
     env = {
         "PATH": f"{VENV_BIN}:/usr/bin:/bin",
         "HOME": str(out),
+        "DEZKY_REPO": str(repo),
         **runner_environment(variables, {"restic_password": PASSWORD}, KEY, KNOWN_HOSTS, "root"),
     }
     return subprocess.run(
         ["python3", "-c", RUNNER, playbook_command("127.0.0.1")],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=out, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
 
@@ -260,7 +264,8 @@ def test_a_failed_run_shows_its_tail_with_the_secrets_redacted(tmp_path: Path) -
 
 def test_the_runner_reports_a_missing_ansible(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    env = {"PATH": "/usr/bin:/bin", **runner_environment({}, {}, KEY, KNOWN_HOSTS, "root")}
+    env = {"PATH": "/usr/bin:/bin", "DEZKY_REPO": str(repo),
+           **runner_environment({}, {}, KEY, KNOWN_HOSTS, "root")}  # fmt: skip
     if any((Path(d) / "ansible-playbook").exists() for d in env["PATH"].split(":")):
         pytest.skip("ansible-playbook is installed system-wide")
     done = subprocess.run(
@@ -269,3 +274,13 @@ def test_the_runner_reports_a_missing_ansible(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 127
     assert "ansible: cannot run ansible-playbook" in done.stderr
+
+
+def test_the_runner_refuses_to_guess_the_checkout(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", **runner_environment({}, {}, KEY, KNOWN_HOSTS, "root")}
+    done = subprocess.run(
+        ["python3", "-c", RUNNER, playbook_command("127.0.0.1")],
+        cwd=make_repo(tmp_path / "repo"), env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "DEZKY_REPO does not name a dezky-infra checkout" in done.stderr

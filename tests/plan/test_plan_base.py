@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COPIED = ("automation", "components", "stacks", "tenants", "environments", "Pulumi.yaml")
+COPIED = ("automation", "components", "stacks", "tenants", "environments", "ansible", "Pulumi.yaml")
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -155,3 +155,19 @@ def test_plan_base_checks_capacity_when_a_tenant_changes(repo: Path) -> None:
     done = plan(repo)
     assert done.returncode == 2
     assert "admission: tenants' mail quotas add up to 700 GB" in done.stderr
+
+
+def test_changing_a_role_re_runs_the_playbook_on_the_platform_only(repo: Path) -> None:
+    tasks = repo / "ansible" / "roles" / "base" / "defaults" / "main.yml"
+    tasks.write_text(
+        tasks.read_text().replace("base_journal_max_use: 2G", "base_journal_max_use: 3G")
+    )
+    result = plan_json(repo)
+    assert [s["stack"] for s in result["stacks"]] == ["platform"]
+    updated = {c["name"]: c["fields"] for c in changes(result, "platform")["update"]}
+    assert list(updated) == ["host-ansible"]
+    old, new = (
+        updated["host-ansible"]["triggers"]["old"],
+        updated["host-ansible"]["triggers"]["new"],
+    )
+    assert (old[0] != new[0], old[1] == new[1]) == (True, True)  # the tree, not the vars

@@ -67,6 +67,11 @@ class Recording(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ == "authentik:index/flow:Flow":
             outputs["uuid"] = f"{args.name}.uuid"
+        # What Hetzner assigns: the box's server and user names, each subaccount's user.
+        if args.typ == "hcloud:index/storageBox:StorageBox":
+            outputs |= {"server": f"{args.name}.your-storagebox.de", "username": args.name}
+        if args.typ == "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount":
+            outputs["username"] = f"{args.name}-user"
         # Hetzner ids are numbers (programs do `.id.apply(int)`), as in automation.render.
         numeric = args.typ.startswith("hcloud:")
         return (str(zlib.crc32(args.name.encode())) if numeric else f"{args.name}-id"), outputs
