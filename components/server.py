@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from components.providers import robot
+from components.providers import robot, vswitch
 
 SSH_PORT = "22"
 KUBE_API_PORT = "6443"
@@ -92,7 +92,7 @@ class DedicatedServer(pulumi.ComponentResource):
     rdns_ipv4: robot.ReverseDns
     rdns_ipv6: robot.ReverseDns
     firewall: robot.Firewall
-    vswitch: robot.VSwitchAttachment | None
+    vswitch: vswitch.VSwitchAttachment | None
     server_ip: pulumi.Output[str]
     firewall_status: pulumi.Output[str]
 
@@ -130,7 +130,7 @@ class DedicatedServer(pulumi.ComponentResource):
         self.vswitch = None
         outputs: dict[str, pulumi.Output[Any]] = {}
         if args.vswitch_id is not None:
-            self.vswitch = robot.VSwitchAttachment(
+            self.vswitch = vswitch.VSwitchAttachment(
                 f"{name}-vswitch",
                 vswitch_id=args.vswitch_id,
                 server_number=args.server_number,

@@ -1,12 +1,11 @@
-"""Hetzner Robot (dedicated servers) as Pulumi dynamic resources: reverse DNS, firewall and
-vSwitch membership.
+"""Hetzner Robot (dedicated servers) as Pulumi dynamic resources: reverse DNS and firewall
+(vSwitch membership: ``vswitch``, on the same ``RobotProvider`` base).
 
-``RobotClient`` speaks the Robot webservice (``_robot_client``); ``ReverseDnsProvider``,
-``FirewallProvider`` and ``VSwitchAttachmentProvider`` implement check/diff/create/read/
-update/delete on it; ``ReverseDns``, ``Firewall`` and ``VSwitchAttachment`` are the typed
-resources. The server itself is ordered by a person and only adopted by its number, and the
-vSwitch (its VLAN, its end) is made in Robot by a person too: nothing here orders, cancels,
-resets or rescues a server, or creates or ends a vSwitch.
+``RobotClient`` speaks the Robot webservice (``_robot_client``); ``ReverseDnsProvider`` and
+``FirewallProvider`` implement check/diff/create/read/update/delete on it; ``ReverseDns`` and
+``Firewall`` are the typed resources. The server itself is ordered by a person and only
+adopted by its number, and the vSwitch (its VLAN, its end) is made in Robot by a person too:
+nothing here orders, cancels, resets or rescues a server, or creates or ends a vSwitch.
 
 Credentials come only from the stack config ``robot:user`` and ``robot:password`` (secret) of
 a Robot *webservice user*; ``robot:url`` overrides the endpoint (tests). They are never
@@ -61,8 +60,7 @@ __all__ = [
     "ReverseDnsProvider",
     "RobotClient",
     "RobotError",
-    "VSwitchAttachment",
-    "VSwitchAttachmentProvider",
+    "RobotProvider",
     "encode_form",
     "normalize_rule",
     "rule_problem",
@@ -79,8 +77,6 @@ _FLAG = "(?:syn|ack|fin|rst|psh|urg)"
 _FLAGS_RE = re.compile(rf"^{_FLAG}(?:[|&]{_FLAG})*$")
 _PROTOCOLS = frozenset({"tcp", "udp", "gre", "icmp", "ipip", "ah", "esp"})
 _SETTLE_STATES = frozenset({"active", "disabled"})
-_VSWITCH_READY = "ready"
-_VSWITCH_BUSY = "in process"
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -156,12 +152,6 @@ def _bool_problem(value: object) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
-def vswitch_id_problem(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        return "must be the Robot vSwitch id (a positive integer)"
-    return None if value > 0 else "must be the Robot vSwitch id (a positive integer)"
-
-
 # --- providers -----------------------------------------------------------------------------
 
 
@@ -172,7 +162,7 @@ class _Login:
     password: str = field(repr=False)
 
 
-class _RobotProvider(TokenProvider[RobotClient]):
+class RobotProvider(TokenProvider[RobotClient]):
     """A ``TokenProvider`` that logs in with a webservice user instead of a bearer token."""
 
     system = SYSTEM
@@ -207,7 +197,7 @@ class _RobotProvider(TokenProvider[RobotClient]):
         )
 
 
-class ReverseDnsProvider(_RobotProvider):
+class ReverseDnsProvider(RobotProvider):
     """The PTR record of one IP of a dedicated server (``/rdns/{ip}``)."""
 
     inputs = ("ip", "ptr")
@@ -242,7 +232,7 @@ class ReverseDnsProvider(_RobotProvider):
             client.set_rdns(ip, ptr)
 
 
-class FirewallProvider(_RobotProvider):
+class FirewallProvider(RobotProvider):
     """The Robot firewall of one server (``/firewall/{server-number}``), replaced as a whole.
 
     Robot applies a new rule set in the background (``status: in process``, 20-30 s), so
@@ -354,169 +344,6 @@ class FirewallProvider(_RobotProvider):
             time.sleep(min(self.poll_interval, remaining))
 
 
-class VSwitchAttachmentProvider(_RobotProvider):
-    """One server's membership in one vSwitch (``/vswitch/{id}/server``).
-
-    Robot attaches and detaches in the background: the server shows ``in process`` in
-    ``GET /vswitch/{id}`` until it is ``ready`` (or gone), so create and delete poll up to
-    ``apply_timeout``. A membership that is already ``ready`` is adopted without a write.
-    """
-
-    inputs = ("vswitch_id", "server_number")
-    checks = (("vswitch_id", vswitch_id_problem), ("server_number", server_number_problem))
-    replace_on = frozenset({"vswitch_id", "server_number"})
-
-    def __init__(
-        self,
-        *,
-        apply_timeout: float = 300.0,
-        poll_interval: float = 5.0,
-        http_timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(http_timeout=http_timeout, retry=retry)
-        self.apply_timeout = apply_timeout
-        self.poll_interval = poll_interval
-
-    def _changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
-        changed = [
-            k
-            for k in self.inputs
-            if news.get(k) == UNKNOWN or _int(olds.get(k)) != _int(news.get(k))
-        ]
-        if olds.get("status") not in (None, _VSWITCH_READY):
-            changed.append("status")  # detached or left half-done out of band: attach again
-        return changed
-
-    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        vswitch, number = int(props["vswitch_id"]), int(props["server_number"])
-        with self._client() as client:
-            if client.get_server(number) is None:
-                raise PermanentApiError(
-                    SYSTEM,
-                    f"server {number} is not in this Robot account; a person orders the server, "
-                    "the stack only adopts it by number",
-                )
-            outs = self._attach(client, vswitch, number)
-        return dynamic.CreateResult(f"{vswitch}/{number}", outs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
-        vswitch, number = _attachment_id(id_)
-        with self._client() as client:
-            live = client.get_vswitch(vswitch)
-        member = _member(live, number)
-        if live is None or live.get("cancelled") or member is None:
-            return self._read_result(id_, None)  # detached out of band: the engine drops it
-        return self._read_result(id_, _vswitch_outs(live, member, vswitch, number))
-
-    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        vswitch, number = int(news["vswitch_id"]), int(news["server_number"])
-        with self._client() as client:
-            return dynamic.UpdateResult(self._attach(client, vswitch, number))
-
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
-        vswitch, number = _attachment_id(id_)
-        with self._client() as client:
-            live = self._settled(client, vswitch, number)
-            if live is None or live.get("cancelled") or _member(live, number) is None:
-                return None  # vSwitch or membership already gone: still a success
-            client.remove_vswitch_server(vswitch, number)
-            live = self._settled(client, vswitch, number)
-            if live is not None and _member(live, number) is not None:
-                raise PermanentApiError(
-                    SYSTEM,
-                    f"server {number} is still in vSwitch {vswitch} after the detach "
-                    f"(status {_member(live, number)!r}); check it in Robot",
-                )
-        return None
-
-    # --- helpers -------------------------------------------------------------------------
-
-    def _attach(self, client: RobotClient, vswitch: int, number: int) -> dict[str, Any]:
-        """Make the server a ``ready`` member of the vSwitch; write nothing if it is one."""
-        live = self._settled(client, vswitch, number)
-        if live is None or live.get("cancelled"):
-            state = "cancelled" if live is not None else "not in this Robot account"
-            raise PermanentApiError(
-                SYSTEM,
-                f"vSwitch {vswitch} is {state}; a person creates the vSwitch in Robot, "
-                "the stack only attaches the server to it",
-            )
-        member = _member(live, number)
-        if member == _VSWITCH_READY:
-            return _vswitch_outs(live, member, vswitch, number)
-        if member is not None:  # "failed": Robot could not attach it
-            raise PermanentApiError(
-                SYSTEM,
-                f"server {number} is {member!r} in vSwitch {vswitch}; remove it from the "
-                "vSwitch in Robot, then run again",
-            )
-        client.add_vswitch_server(vswitch, number)
-        live = self._settled(client, vswitch, number)
-        member = _member(live, number)
-        if live is None or member != _VSWITCH_READY:
-            raise PermanentApiError(
-                SYSTEM,
-                f"server {number} ended {member!r} in vSwitch {vswitch} after the attach; "
-                "check it in Robot",
-            )
-        return _vswitch_outs(live, member, vswitch, number)
-
-    def _settled(self, client: RobotClient, vswitch: int, number: int) -> dict[str, Any] | None:
-        """The vSwitch once no server of it is ``in process`` (None: no such vSwitch)."""
-        deadline = time.monotonic() + self.apply_timeout
-        while True:
-            live = client.get_vswitch(vswitch)
-            busy = [
-                s.get("server_number") for s in _servers(live) if s.get("status") == _VSWITCH_BUSY
-            ]
-            if not busy:
-                return live
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                where = "it" if number in busy else f"servers {busy}"
-                raise RetryableApiError(
-                    SYSTEM,
-                    f"vSwitch {vswitch} still 'in process' for {where} after "
-                    f"{self.apply_timeout:g}s; the next run waits again",
-                )
-            time.sleep(min(self.poll_interval, remaining))
-
-
-def _int(value: object) -> object:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-
-def _attachment_id(id_: str) -> tuple[int, int]:
-    vswitch, _, number = id_.partition("/")
-    return int(vswitch), int(number)
-
-
-def _servers(live: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    servers = live.get("server") if live is not None else None
-    return [s for s in servers if isinstance(s, Mapping)] if isinstance(servers, list) else []
-
-
-def _member(live: Mapping[str, Any] | None, number: int) -> str | None:
-    """The server's status in the vSwitch, or None if it is not in it."""
-    for server in _servers(live):
-        if _int(server.get("server_number")) == number:
-            return str(server.get("status") or "")
-    return None
-
-
-def _vswitch_outs(
-    live: Mapping[str, Any], status: str, vswitch: int, number: int
-) -> dict[str, Any]:
-    return {
-        "vswitch_id": vswitch,
-        "server_number": number,
-        "status": status,
-        "vlan": _int(live.get("vlan")),
-        "name": str(live.get("name") or ""),
-    }
-
-
 def _rules(value: object) -> list[dict[str, str | None]]:
     if not isinstance(value, list | tuple):
         return []
@@ -611,34 +438,3 @@ class Firewall(dynamic.Resource, module="robot", name="Firewall"):
             "server_ip": None,
         }
         super().__init__(provider or FirewallProvider(), resource_name, props, opts)
-
-
-class VSwitchAttachment(dynamic.Resource, module="robot", name="VSwitchAttachment"):
-    """A dedicated server's membership in a Robot vSwitch (the vSwitch is made by a person).
-
-    Removing the resource detaches the server from the vSwitch.
-    """
-
-    vswitch_id: pulumi.Output[int]
-    server_number: pulumi.Output[int]
-    status: pulumi.Output[str]
-    vlan: pulumi.Output[int]
-    name: pulumi.Output[str]
-
-    def __init__(
-        self,
-        resource_name: str,
-        *,
-        vswitch_id: pulumi.Input[int],
-        server_number: pulumi.Input[int],
-        opts: pulumi.ResourceOptions | None = None,
-        provider: VSwitchAttachmentProvider | None = None,
-    ) -> None:
-        props: dict[str, Any] = {
-            "vswitch_id": vswitch_id,
-            "server_number": server_number,
-            "status": None,
-            "vlan": None,
-            "name": None,
-        }
-        super().__init__(provider or VSwitchAttachmentProvider(), resource_name, props, opts)

@@ -18,8 +18,8 @@ from components.providers.robot import (
     RetryableApiError,
     RobotClient,
     RobotError,
-    VSwitchAttachmentProvider,
 )
+from components.providers.vswitch import VSwitchAttachmentProvider
 from components.server import DedicatedServer, DedicatedServerArgs
 from tests.fakes.http_fake import running
 from tests.fakes.robot_server import SERVER_IP, SERVER_IPV6_NET, SERVER_NUMBER, FakeRobot
