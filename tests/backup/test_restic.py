@@ -144,3 +144,47 @@ def test_tampered_repository_fails_restore(
         backup.restore(repo, tmp_path / "restore")
     with pytest.raises(backup.IntegrityError, match=r"^restic: check: "):
         backup.check(repo, read_data_subset="100%")
+
+
+@pytest.fixture
+def three_snapshots(
+    storagebox: StorageBox, primary: backup.Repository, sample: Path
+) -> backup.Repository:
+    """A repository where the daily rule would remove two of three snapshots."""
+    name = f"guarded-{len(list(storagebox.home.iterdir()))}"
+    shutil.copytree(storagebox.home / "shared", storagebox.home / name)
+    repo = storagebox.repository(name)
+    for _ in range(2):
+        backup.backup(repo, sample, tags=["mail"])
+    assert len(backup.snapshots(repo)) == 3
+    return repo
+
+
+def test_forget_and_prune_with_a_wrong_password_delete_nothing(
+    storagebox: StorageBox, three_snapshots: backup.Repository
+) -> None:
+    wrong = backup.Repository(
+        url=three_snapshots.url, password_file=storagebox.root / "wrong.password",
+        ssh_config=three_snapshots.ssh_config,
+    )  # fmt: skip
+    wrong.password_file.write_text("not-the-password\n")
+    with pytest.raises(backup.WrongPasswordError, match=r"^restic: forget: "):
+        backup.forget(wrong, keep_daily=1, prune=True)
+    assert len(backup.snapshots(three_snapshots)) == 3
+
+
+def test_forget_against_an_unreachable_box_deletes_nothing(
+    storagebox: StorageBox, three_snapshots: backup.Repository
+) -> None:
+    config = storagebox.root / "ssh_config_unreachable"
+    config.write_text(
+        storagebox.ssh_config.read_text().replace(f"Port {storagebox.port}", "Port 1")
+    )
+    down = backup.Repository(
+        url=three_snapshots.url, password_file=three_snapshots.password_file, ssh_config=config
+    )
+    with pytest.raises(backup.UnreachableError, match=r"^restic: forget: "):
+        backup.forget(down, keep_daily=1, prune=True)
+    assert len(backup.snapshots(three_snapshots)) == 3
+    # The same call against the reachable box does remove them: the policy was not a no-op.
+    assert len(backup.forget(three_snapshots, keep_daily=1, prune=True).removed) == 2
