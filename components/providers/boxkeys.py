@@ -24,9 +24,10 @@ SFTP as the main account (whose key was set at creation) and writes that file:
   file. Edits by hand are overwritten by the next update and reported by a refresh.
 
 SFTP runs OpenSSH's ``sftp -b`` (batch mode: a failing command stops the batch unless it is
-prefixed with ``-``) through a throw-away ``ssh_config`` built from the inputs like
-``providers.restic``: ``Port`` (23 on a Storage Box), ``IdentityFile`` (the main account's
-key), ``BatchMode`` and only the pinned ``known_hosts`` lines (``StrictHostKeyChecking yes``).
+prefixed with ``-``) through a throw-away ``ssh_config`` built from the inputs by
+``_sftp.scratch``, as for ``providers.restic``: ``Port`` (23 on a Storage Box),
+``IdentityFile`` (the main account's key), ``BatchMode`` and only the pinned ``known_hosts``
+lines (``StrictHostKeyChecking yes``); ``_sftp.classify_output`` reads what ``sftp`` says.
 Nothing here is secret; messages are redacted like every ``ApiError`` anyway.
 
 Errors are ``ApiError``\\ s of system ``storagebox`` (messages start with ``storagebox: ``):
@@ -37,28 +38,23 @@ home directory, missing ``sftp``/``ssh`` binaries and anything else.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 from pulumi import dynamic
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.providers import restic
+from components.providers import _sftp
 from components.providers._base import known_problems
-from components.providers._http import ApiError, PermanentApiError, RetryableApiError
+from components.providers._http import ApiError, PermanentApiError
 
 __all__ = [
     "SFTP_PORT",
@@ -69,130 +65,27 @@ __all__ = [
 ]
 
 SYSTEM = "storagebox"
-SFTP_PORT = restic.SFTP_PORT
+SFTP_PORT = _sftp.SFTP_PORT
 MARKER = "# managed by dezky-infra (Pulumi SubaccountAuthorizedKeys {owner}); edits are overwritten"
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _HOME_RE = re.compile(r"^/?[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*/?$")
-_TYPE_RE = re.compile(r"^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9.@-]+)$")
 _OWNER_RE = re.compile(r"^# managed by dezky-infra \(Pulumi SubaccountAuthorizedKeys (\w+)\)")
 _FILE = ".ssh/authorized_keys"
 _NEW = ".ssh/authorized_keys.dezky-new"
 _OLD = ".ssh/authorized_keys.dezky-old"
-
-Outcome = Literal["ok", "host-key", "key-refused", "unreachable", "missing", "failed"]
-
-_PATTERNS: tuple[tuple[re.Pattern[str], Outcome], ...] = (
-    (re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION", re.I), "host-key"),
-    (re.compile(r"permission denied \(publickey", re.I), "key-refused"),
-    (
-        re.compile(
-            r"connection refused|connection reset|connection timed out|no route to host|"
-            r"could not resolve hostname|broken pipe|network is unreachable|"
-            r"kex_exchange_identification|connection closed",
-            re.I,
-        ),
-        "unreachable",
-    ),
-    (re.compile(r"File \".*\" not found|no such file or directory", re.I), "missing"),
-)
-
-
-def classify_output(output: str) -> Outcome:
-    """What the output of a failed ``sftp`` batch means (``failed``: none of the known cases).
-
-    A host key other than the pinned one and a refused SSH key come first: ssh ends both with
-    "Connection closed", which alone means the box could not be reached."""
-    for pattern, outcome in _PATTERNS:
-        if pattern.search(output):
-            return outcome
-    return "failed"
-
+_KEY_REMEDY = "it must be one of the box's ssh_keys (set at creation)"
 
 # --- checks --------------------------------------------------------------------------------
 
-
-def _blob_type(blob: bytes) -> str | None:
-    """The key type an OpenSSH public key blob names in its first field."""
-    size = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
-    if not 0 < size <= len(blob) - 4:
-        return None
-    try:
-        return blob[4 : 4 + size].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-
-
-def _key_problem(entry: object) -> str | None:
-    """Why ``entry`` is not one OpenSSH public key line; never quotes the entry itself."""
-    if not isinstance(entry, str):
-        return "is not a string"
-    if "PRIVATE KEY" in entry or entry.lstrip().startswith("-----"):
-        return "looks like a private key: give the public key (the .pub file)"
-    text = entry.strip()
-    if not text or any(c in text for c in "\n\r\x00"):
-        return "must be exactly one line: one public key per entry"
-    fields = text.split(maxsplit=2)
-    if len(fields) < 2 or not _TYPE_RE.match(fields[0]):
-        return (
-            "must be '<type> <base64> [comment]' with type ssh-ed25519, ssh-rsa, "
-            "ecdsa-sha2-* or sk-* (no options such as command=...)"
-        )
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except (binascii.Error, ValueError):
-        return f"the {fields[0]} key data is not base64"
-    if _blob_type(blob) != fields[0]:
-        return f"the key data is not a {fields[0]} key"
-    if len(fields) == 3 and not fields[2].isprintable():
-        return "the comment must be printable text"
-    return None
-
-
-def public_key_problems(keys: object) -> list[str]:
-    """Why ``keys`` is not a non-empty list of distinct OpenSSH public key lines, entry by
-    entry (``keys[1]: ...``); empty if it is one. Unknown entries (preview) pass. The messages
-    never contain the entries: a pasted private key must not end up in a log."""
-    if isinstance(keys, str) or not isinstance(keys, Sequence):
-        return ["keys: must be a list of OpenSSH public keys, one a line"]
-    if not keys:
-        return ["keys: at least one public key is required (delete the resource for none)"]
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(keys):
-        if entry == UNKNOWN:
-            continue
-        problem = _key_problem(entry)
-        if problem is None:
-            blob = str(entry).split()[1]
-            if blob in seen:
-                problem = f"is the same key as keys[{seen[blob]}]"
-            seen.setdefault(blob, index)
-        if problem is not None:
-            problems.append(f"keys[{index}]: {problem}")
-    return problems
+public_key_problems = _sftp.public_key_problems
+_user_problem = _sftp.user_check("must be the Storage Box's main user name, such as u123456")
+_identity_problem = _sftp.identity_check(
+    "must be the absolute path of the main account's SSH private key"
+)
 
 
 def _keys_problem(value: object) -> str | None:
     problems = public_key_problems(value)
     return "; ".join(problems) if problems else None
-
-
-def _host_problem(value: object) -> str | None:
-    ok = isinstance(value, str) and _HOST_RE.match(value) and ".." not in value
-    return None if ok else "must be a host name or IP address (the Storage Box's server)"
-
-
-def _port_problem(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        return "must be a TCP port (23 on a Storage Box)"
-    return None if 0 < value < 65536 else "must be a TCP port (23 on a Storage Box)"
-
-
-def _user_problem(value: object) -> str | None:
-    ok = isinstance(value, str) and _USER_RE.match(value)
-    return None if ok else "must be the Storage Box's main user name, such as u123456"
 
 
 def _home_problem(value: object) -> str | None:
@@ -202,43 +95,32 @@ def _home_problem(value: object) -> str | None:
     return None
 
 
-def _identity_problem(value: object) -> str | None:
-    ok = isinstance(value, str) and value.startswith("/") and "\n" not in value
-    return None if ok else "must be the absolute path of the main account's SSH private key"
-
-
 # --- running sftp --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Target:
-    host: str
-    port: int
-    user: str
+    box: _sftp.Box
     home: str
-    identity_file: str
-    known_hosts: str
 
     @classmethod
     def of(cls, props: dict[str, Any]) -> _Target:
-        return cls(
-            host=str(props["host"]),
-            port=int(props["port"]),
-            user=str(props["user"]),
-            home=str(props["home_directory"]).rstrip("/") or "/",
-            identity_file=str(props["identity_file"]),
-            known_hosts=str(props["known_hosts"]),
-        )
+        return cls(_sftp.Box.of(props), str(props["home_directory"]).rstrip("/") or "/")
 
     @property
     def url(self) -> str:
         """The file, in restic's URL form (two slashes after the port: an absolute home)."""
-        return f"sftp://{self.user}@{self.host}:{self.port}/{self.home}/{_FILE}"
+        return self.box.url(f"{self.home}/{_FILE}")
+
+    @property
+    def place(self) -> tuple[str, str, str]:
+        """Which file this is: another port or key reaches the same one."""
+        return self.box.host, self.box.user, self.home
 
 
 @dataclass(frozen=True)
 class _Result:
-    outcome: Outcome
+    outcome: _sftp.Outcome
     command: str
     """The batch command that failed (empty: none did)."""
     detail: str
@@ -247,26 +129,19 @@ class _Result:
 class _Session:
     """``sftp -b`` batches against one box through one throw-away ssh_config."""
 
-    def __init__(self, sftp: str, ssh: str, target: _Target, workdir: Path, timeout: float) -> None:
+    def __init__(
+        self, sftp: str, ssh: str, target: _Target, scratch: _sftp.Scratch, timeout: float
+    ) -> None:
         self.sftp, self.ssh, self.target = sftp, ssh, target
-        self.workdir, self.timeout = workdir, timeout
-        self.config = workdir / "ssh_config"
-        (workdir / "known_hosts").write_text(target.known_hosts.strip() + "\n")
-        self.config.write_text(
-            "Host storagebox\n"
-            f"    HostName {target.host}\n    Port {target.port}\n    User {target.user}\n"
-            f"    IdentityFile {target.identity_file}\n    IdentitiesOnly yes\n"
-            f"    UserKnownHostsFile {workdir / 'known_hosts'}\n"
-            "    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n"
-            "    BatchMode yes\n    ConnectTimeout 15\n    ForwardAgent no\n"
-        )
+        self.workdir, self.config, self.timeout = scratch.path, scratch.ssh_config, timeout
 
     def batch(self, *commands: str) -> _Result:
         """Run ``commands`` in the home directory, one ``sftp`` connection."""
         script = self.workdir / "batch"
         script.write_text("\n".join((f'cd "{self.target.home}"', *commands)) + "\n")
-        argv = [self.sftp, "-S", self.ssh, "-F", str(self.config), "-b", str(script), "storagebox"]
-        env = {"PATH": _SYSTEM_PATH, "HOME": str(self.workdir), "LC_ALL": "C.UTF-8"}
+        options = ["-S", self.ssh, "-F", str(self.config), "-b", str(script)]
+        argv = [self.sftp, *options, _sftp.HOST_ALIAS]
+        env = _sftp.environment(self.workdir)
         # Its own process group: a timeout ends ssh too, not only sftp.
         with subprocess.Popen(  # noqa: S603 - resolved binary, argument list, no shell
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -277,39 +152,21 @@ class _Session:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
-                raise RetryableApiError(
-                    SYSTEM, f"sftp to {self.target.url} timed out after {self.timeout:g}s"
-                ) from None
+                raise _sftp.timed_out(SYSTEM, f"sftp to {self.target.url}", self.timeout) from None
         echoed = [line[6:] for line in stdout.splitlines() if line.startswith("sftp> ")]
-        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         if proc.returncode == 0:
-            return _Result("ok", "", " | ".join(lines[-4:]))
+            return _Result("ok", "", _sftp.tail(stderr))
         command = echoed[-1] if echoed else ""
-        return _Result(classify_output(stderr), command, " | ".join(lines[-4:]))
+        return _Result(_sftp.classify_output(stderr), command, _sftp.tail(stderr))
 
     def fail(self, what: str, result: _Result) -> ApiError:
         """The error of a batch that did not succeed."""
         where = f"{what} {self.target.url}"
-        if result.outcome == "unreachable":
-            return RetryableApiError(
-                SYSTEM,
-                f"{where}: could not connect to the Storage Box over SFTP (port "
-                f"{self.target.port}, pinned host keys, key {self.target.identity_file}): "
-                f"{result.detail}",
-            )
-        if result.outcome == "host-key":
-            return PermanentApiError(
-                SYSTEM,
-                f"{where}: the server's SSH host key is not the pinned one (known_hosts); "
-                f"check the Storage Box's host key before changing the pin: {result.detail}",
-            )
-        if result.outcome == "key-refused":
-            return PermanentApiError(
-                SYSTEM,
-                f"{where}: the server refused the SSH key {self.target.identity_file} for "
-                f"{self.target.user}; it must be one of the box's ssh_keys (set at creation): "
-                f"{result.detail}",
-            )
+        ssh_error = _sftp.connection_error(
+            SYSTEM, self.target.box, where, result.outcome, result.detail, key_remedy=_KEY_REMEDY
+        )
+        if ssh_error is not None:
+            return ssh_error
         if result.command.startswith("cd ") and result.outcome == "missing":
             return PermanentApiError(
                 SYSTEM,
@@ -330,7 +187,7 @@ class _Session:
             raise self.fail("reading", result)
         if local.exists():
             return local.read_text(errors="replace")
-        if classify_output(result.detail) == "missing":
+        if _sftp.classify_output(result.detail) == "missing":
             return None
         raise self.fail("reading", _Result("failed", f"get {_FILE}", result.detail))
 
@@ -373,12 +230,12 @@ class SubaccountAuthorizedKeysProvider(dynamic.ResourceProvider):
 
     inputs = ("host", "port", "user", "home_directory", "identity_file", "known_hosts", "keys")
     checks = (
-        ("host", _host_problem),
-        ("port", _port_problem),
+        ("host", _sftp.host_problem),
+        ("port", _sftp.port_problem),
         ("user", _user_problem),
         ("home_directory", _home_problem),
         ("identity_file", _identity_problem),
-        ("known_hosts", restic.known_hosts_problem),
+        ("known_hosts", _sftp.known_hosts_problem),
         ("keys", _keys_problem),
     )
     replace_on = frozenset({"host", "user"})
@@ -430,7 +287,7 @@ class SubaccountAuthorizedKeysProvider(dynamic.ResourceProvider):
         with self._session(target) as session:
             session.upload(_render(owner, news["keys"]))
         old = _Target.of(olds)
-        if (old.host, old.user, old.home) != (target.host, target.user, target.home):
+        if old.place != target.place:
             self._remove_if_ours(old, owner)
         return dynamic.UpdateResult(_outs(news, target, owner))
 
@@ -446,19 +303,12 @@ class SubaccountAuthorizedKeysProvider(dynamic.ResourceProvider):
             if text is not None and owner and _owner_of(text) == owner:
                 session.remove()
 
-    @staticmethod
-    def _binary(name: str, package: str) -> str:
-        found = shutil.which(name, path=_SYSTEM_PATH)  # a path: checked as it is
-        if found is None:
-            raise PermanentApiError(SYSTEM, f"{name} is not installed (Debian package '{package}')")
-        return found
-
     @contextmanager
     def _session(self, target: _Target) -> Iterator[_Session]:
-        sftp = self._binary(self.sftp, "openssh-client")
-        ssh = self._binary(self.ssh, "openssh-client")
-        with tempfile.TemporaryDirectory(prefix="boxkeys-") as tmp:
-            yield _Session(sftp, ssh, target, Path(tmp), self.timeout)
+        sftp = _sftp.binary(SYSTEM, self.sftp, "openssh-client")
+        ssh = _sftp.binary(SYSTEM, self.ssh, "openssh-client")
+        with _sftp.scratch(target.box, prefix="boxkeys-", options=["ForwardAgent no"]) as scratch:
+            yield _Session(sftp, ssh, target, scratch, self.timeout)
 
 
 def _unknown(value: object) -> bool:
@@ -488,7 +338,7 @@ def _owner_of(text: str) -> str | None:
 
 def _outs(props: dict[str, Any], target: _Target, owner: str) -> dict[str, Any]:
     outs = {k: props[k] for k in SubaccountAuthorizedKeysProvider.inputs}
-    outs["port"] = target.port
+    outs["port"] = target.box.port
     outs["keys"] = [str(k).strip() for k in props["keys"]]
     outs["url"] = target.url
     outs["owner"] = owner

@@ -16,12 +16,12 @@
 * **delete** only forgets the repository. Backups are deleted by a person, never by a stack;
   the component also declares the resource with ``protect`` and ``retain_on_delete``.
 
-SFTP runs through a throw-away ``ssh_config`` built from the inputs: ``Port`` (23 on a
-Storage Box), ``IdentityFile``, ``BatchMode`` and only the pinned ``known_hosts`` lines of
-the input (``StrictHostKeyChecking yes``). The password reaches restic only through
-``RESTIC_PASSWORD`` in its environment (a new one through a 0600 file): never on the command
-line, and it is redacted from every message. restic's environment is built from scratch, so
-a ``RESTIC_*`` variable of the engine cannot redirect it.
+SFTP runs through a throw-away ``ssh_config`` built from the inputs by ``_sftp.scratch``:
+``Port`` (23 on a Storage Box), ``IdentityFile``, ``BatchMode`` and only the pinned
+``known_hosts`` lines of the input (``StrictHostKeyChecking yes``). The password reaches
+restic only through ``RESTIC_PASSWORD`` in its environment (a new one through a 0600 file):
+never on the command line, and it is redacted from every message. restic's environment is
+built from scratch, so a ``RESTIC_*`` variable of the engine cannot redirect it.
 
 Errors are ``ApiError``\\ s of system ``restic`` (messages start with ``restic: ``):
 ``RetryableApiError`` when the box could not be reached (the message says "could not
@@ -36,19 +36,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi import dynamic
 from pulumi.runtime.rpc import UNKNOWN
 
+from components.providers import _sftp
 from components.providers._base import known_problems
 from components.providers._http import ApiError, PermanentApiError, RetryableApiError
 from components.providers._restic_output import Outcome, classify_output
@@ -61,54 +59,20 @@ __all__ = [
 ]
 
 SYSTEM = "restic"
-SFTP_PORT = 23
-"""A Storage Box serves SFTP with restic's helpers on port 23."""
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+SFTP_PORT = _sftp.SFTP_PORT
 _PATH_RE = re.compile(r"^/?[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
-_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519", "sk-ecdsa-sha2-")
+_KEY_REMEDY = "its public key must be in that account's .ssh/authorized_keys"
 
 # --- checks --------------------------------------------------------------------------------
 
-
-def _host_problem(value: object) -> str | None:
-    ok = isinstance(value, str) and _HOST_RE.match(value) and ".." not in value
-    return None if ok else "must be a host name or IP address (the Storage Box's server)"
-
-
-def _port_problem(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        return "must be a TCP port (23 on a Storage Box)"
-    return None if 0 < value < 65536 else "must be a TCP port (23 on a Storage Box)"
-
-
-def _user_problem(value: object) -> str | None:
-    ok = isinstance(value, str) and _USER_RE.match(value)
-    return None if ok else "must be the (sub)account's user name, such as u123456-sub1"
+_user_problem = _sftp.user_check("must be the (sub)account's user name, such as u123456-sub1")
+_identity_problem = _sftp.identity_check("must be the absolute path of the SSH private key file")
 
 
 def _path_problem(value: object) -> str | None:
     ok = isinstance(value, str) and _PATH_RE.match(value)
     if not ok or any(part in (".", "..") for part in str(value).split("/")):
         return "must be a path of letters, digits, '.', '_', '-' (relative: in the home)"
-    return None
-
-
-def _identity_problem(value: object) -> str | None:
-    ok = isinstance(value, str) and value.startswith("/") and "\n" not in value
-    return None if ok else "must be the absolute path of the SSH private key file"
-
-
-def known_hosts_problem(value: object) -> str | None:
-    """Why ``value`` is not a set of pinned known_hosts lines, or None if it is one."""
-    if not isinstance(value, str):
-        return "must be known_hosts lines: '[host]:23 ssh-ed25519 AAAA...'"
-    lines = [line.split() for line in value.splitlines() if line.strip()]
-    if not lines or any(
-        len(fields) < 3 or not fields[1].startswith(_KEY_TYPES) for fields in lines
-    ):
-        return "must be known_hosts lines: '[host]:23 ssh-ed25519 AAAA...'"
     return None
 
 
@@ -122,31 +86,19 @@ def _password_problem(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class _Target:
-    host: str
-    port: int
-    user: str
+    box: _sftp.Box
     path: str
-    identity_file: str
-    known_hosts: str
     password: str = field(repr=False)
 
     @classmethod
     def of(cls, props: dict[str, Any]) -> _Target:
-        return cls(
-            host=str(props["host"]),
-            port=int(props["port"]),
-            user=str(props["user"]),
-            path=str(props["path"]),
-            identity_file=str(props["identity_file"]),
-            known_hosts=str(props["known_hosts"]),
-            password=str(props["password"]),
-        )
+        return cls(_sftp.Box.of(props), str(props["path"]), str(props["password"]))
 
     @property
     def url(self) -> str:
         """Where the repository is, in restic's URL form (one slash after the port: relative
         to the home directory, two: absolute); no secret in it."""
-        return f"sftp://{self.user}@{self.host}:{self.port}/{self.path}"
+        return self.box.url(self.path)
 
 
 @dataclass(frozen=True)
@@ -159,42 +111,33 @@ class _Result:
 class _Session:
     """restic commands against one repository through one throw-away ssh_config."""
 
-    def __init__(self, restic: str, target: _Target, workdir: Path, timeout: float) -> None:
+    def __init__(
+        self, restic: str, target: _Target, scratch: _sftp.Scratch, timeout: float
+    ) -> None:
         self.restic = restic
         self.target = target
-        self.workdir = workdir
+        self.workdir = scratch.path
         self.timeout = timeout
         self.secrets: list[str] = [target.password]
-        config = workdir / "ssh_config"
-        (workdir / "known_hosts").write_text(target.known_hosts.strip() + "\n")
-        config.write_text(
-            "Host storagebox\n"
-            f"    HostName {target.host}\n    Port {target.port}\n    User {target.user}\n"
-            f"    IdentityFile {target.identity_file}\n    IdentitiesOnly yes\n"
-            f"    UserKnownHostsFile {workdir / 'known_hosts'}\n"
-            "    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n"
-            "    BatchMode yes\n    ConnectTimeout 15\n"
-            "    ServerAliveInterval 60\n    ServerAliveCountMax 240\n"
-        )
         # ssh's own messages go to a file: restic may exit before relaying ssh's stderr.
-        self.ssh_log = workdir / "ssh.log"
-        self.sftp_command = f"ssh -F {config} -E {self.ssh_log} storagebox -s sftp"
+        self.ssh_log = scratch.path / "ssh.log"
+        self.sftp_command = (
+            f"ssh -F {scratch.ssh_config} -E {self.ssh_log} {_sftp.HOST_ALIAS} -s sftp"
+        )
 
     def run(self, args: Sequence[str], password: str | None = None) -> _Result:
         """``restic <args>`` opened with ``password`` (default: the target's)."""
-        env = {
-            "PATH": _SYSTEM_PATH,
-            "HOME": str(self.workdir),
-            "LC_ALL": "C.UTF-8",
-            "RESTIC_PASSWORD": password if password is not None else self.target.password,
-        }
+        env = _sftp.environment(
+            self.workdir,
+            RESTIC_PASSWORD=password if password is not None else self.target.password,
+        )
         command = [
             self.restic,
             "--no-cache",
             "-o",
             f"sftp.command={self.sftp_command}",
             "--repo",
-            f"sftp:storagebox:{self.target.path}",
+            f"sftp:{_sftp.HOST_ALIAS}:{self.target.path}",
             *args,
         ]
         try:
@@ -208,48 +151,28 @@ class _Session:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise RetryableApiError(
-                SYSTEM, f"{args[0]} on {self.target.url} timed out after {self.timeout:g}s"
-            ) from None
+            raise _sftp.timed_out(SYSTEM, f"{args[0]} on {self.target.url}", self.timeout) from None
         ssh_output = self.ssh_log.read_text() if self.ssh_log.exists() else ""
         self.ssh_log.unlink(missing_ok=True)
         if done.returncode == 0:
             return _Result("ok", done.stdout, "")
         output = ssh_output + (done.stderr or done.stdout)
-        lines = [line.strip() for line in output.splitlines() if line.strip()]
-        return _Result(classify_output(output), done.stdout, " | ".join(lines[-4:]))
+        return _Result(classify_output(output), done.stdout, _sftp.tail(output))
 
     def fail(self, what: str, result: _Result) -> ApiError:
         """The error of a restic command that did not succeed."""
         where = f"{what} {self.target.url}"
-        if result.outcome == "unreachable":
-            return RetryableApiError(
-                SYSTEM,
-                f"{where}: could not connect to the Storage Box over SFTP (port "
-                f"{self.target.port}, pinned host keys, key {self.target.identity_file}): "
-                f"{result.detail}",
-                secrets=self.secrets,
-            )
+        ssh_error = _sftp.connection_error(
+            SYSTEM, self.target.box, where, result.outcome, result.detail,
+            key_remedy=_KEY_REMEDY, secrets=self.secrets,
+        )  # fmt: skip
+        if ssh_error is not None:
+            return ssh_error
         if result.outcome == "locked":
             return RetryableApiError(
                 SYSTEM, f"{where}: locked by another restic process: {result.detail}",
                 secrets=self.secrets,
             )  # fmt: skip
-        if result.outcome == "host-key":
-            return PermanentApiError(
-                SYSTEM,
-                f"{where}: the server's SSH host key is not the pinned one (known_hosts); "
-                f"check the Storage Box's host key before changing the pin: {result.detail}",
-                secrets=self.secrets,
-            )
-        if result.outcome == "key-refused":
-            return PermanentApiError(
-                SYSTEM,
-                f"{where}: the server refused the SSH key {self.target.identity_file} for "
-                f"{self.target.user}; its public key must be in that account's "
-                f".ssh/authorized_keys: {result.detail}",
-                secrets=self.secrets,
-            )
         if result.outcome == "wrong-password":
             return PermanentApiError(
                 SYSTEM,
@@ -302,12 +225,12 @@ class ResticRepositoryProvider(dynamic.ResourceProvider):
 
     inputs = ("host", "port", "user", "path", "identity_file", "known_hosts", "password")
     checks = (
-        ("host", _host_problem),
-        ("port", _port_problem),
+        ("host", _sftp.host_problem),
+        ("port", _sftp.port_problem),
         ("user", _user_problem),
         ("path", _path_problem),
         ("identity_file", _identity_problem),
-        ("known_hosts", known_hosts_problem),
+        ("known_hosts", _sftp.known_hosts_problem),
         ("password", _password_problem),
     )
     replace_on = frozenset({"host", "port", "user", "path"})
@@ -378,14 +301,10 @@ class ResticRepositoryProvider(dynamic.ResourceProvider):
 
     @contextmanager
     def _session(self, target: _Target) -> Iterator[_Session]:
-        restic = shutil.which(self.restic, path=_SYSTEM_PATH) if "/" not in self.restic else None
-        binary = restic or (self.restic if os.access(self.restic, os.X_OK) else None)
-        if binary is None:
-            raise PermanentApiError(
-                SYSTEM, f"{self.restic} is not installed (Debian package 'restic')"
-            )
-        with tempfile.TemporaryDirectory(prefix="restic-repo-") as tmp:
-            yield _Session(binary, target, Path(tmp), self.timeout)
+        binary = _sftp.binary(SYSTEM, self.restic, "restic")
+        options = ("ServerAliveInterval 60", "ServerAliveCountMax 240")
+        with _sftp.scratch(target.box, prefix="restic-repo-", options=options) as scratch:
+            yield _Session(binary, target, scratch, self.timeout)
 
     @staticmethod
     def _rotate(session: _Session, old_password: str) -> None:
@@ -425,7 +344,7 @@ def _plain(value: object) -> object:
 
 def _outs(props: dict[str, Any], target: _Target, repository_id: str) -> dict[str, Any]:
     outs = {k: props[k] for k in ResticRepositoryProvider.inputs}
-    outs["port"] = target.port
+    outs["port"] = target.box.port
     outs["url"] = target.url
     outs["repository_id"] = repository_id
     return outs

@@ -21,7 +21,7 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.providers import boxkeys
+from components.providers import _sftp, boxkeys
 from components.providers._http import ApiError, PermanentApiError, RetryableApiError
 from components.providers.boxkeys import SubaccountAuthorizedKeysProvider
 from components.storage import BackupStorageBox, StorageBoxArgs
@@ -407,6 +407,25 @@ def test_a_private_key_given_as_public_key_is_rejected_without_echoing_it(keys: 
     body = "".join(private.splitlines()[1:-1])
     assert body[:40] not in str(err.value)
     assert keys.other.public.split()[1] not in str(err.value)
+
+
+def test_scratch_trusts_only_the_pinned_host_keys_and_is_removed() -> None:
+    pin = "[u1.your-storagebox.de]:23 ssh-ed25519 AAAAC3Nza"
+    box = _sftp.Box("u1.your-storagebox.de", 23, "u1", "/root/.ssh/id", f"\n{pin}\n\n")
+    with _sftp.scratch(box, prefix="test-", options=["ForwardAgent no"]) as scratch:
+        assert mode(scratch.path) == 0o700
+        config = scratch.ssh_config.read_text().splitlines()
+        known_hosts = (scratch.path / "known_hosts").read_text()
+    assert not scratch.path.exists()
+    assert known_hosts == pin + "\n"
+    assert config[0] == f"Host {_sftp.HOST_ALIAS}"
+    assert {
+        "    HostName u1.your-storagebox.de", "    Port 23", "    User u1",
+        "    IdentityFile /root/.ssh/id", "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {scratch.path / 'known_hosts'}",
+        "    GlobalKnownHostsFile /dev/null", "    StrictHostKeyChecking yes",
+        "    BatchMode yes", "    ForwardAgent no",
+    } <= set(config)  # fmt: skip
 
 
 @pytest.mark.parametrize(
