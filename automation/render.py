@@ -33,7 +33,10 @@ _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 (a marker)
 # Outputs that providers compute and programs pass on; the mocks name them after their owner
 # ("login-flow.uuid") so the plan shows which resource a reference points at.
-COMPUTED_OUTPUTS: dict[str, tuple[str, ...]] = {"authentik:index/flow:Flow": ("uuid",)}
+COMPUTED_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "authentik:index/flow:Flow": ("uuid",),
+    "authentik:index/application:Application": ("uuid",),
+}
 # Below this many stacks, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 64
 

@@ -9,8 +9,11 @@ Secrets, by the name a program looks them up with (``stacks.secrets``):
   from the file ``KUBECONFIG`` names: on the server, /etc/rancher/k3s/k3s.yaml with its
   public address; in dev the local k3s or kind kubeconfig;
 * ``authentik-token``: stack config ``authentik:token`` (secret, from ``AUTHENTIK_TOKEN``);
-* the platform services' and the host's secrets (SSH keys, restic repository passwords
-  ``restic/<box role>/<source>``): keys of the secret object ``dezky:platformSecrets``;
+* the platform services' secrets (Authentik, Collabora, object storage, ``mongodb-root-password``,
+  the OpenID Connect ``operator-oidc-client-secret`` and signing key pair
+  ``authentik-oidc-signing-key``/``authentik-oidc-signing-certificate``, PEM) and the host's
+  (SSH keys, restic repository passwords ``restic/<box role>/<source>``): keys of the secret
+  object ``dezky:platformSecrets`` (``stacks.secrets.in_platform_secrets``);
 * Storage Box passwords: keys ``<box>`` and ``<box>/<source>`` of ``dezky:storageBoxPasswords``.
 
 Each is read only when the program looks it up, so dev needs no Storage Box passwords.

@@ -2,9 +2,10 @@
 
 Declares the k3s provider (from the kubeconfig secret), the platform services on k3s where the
 environment has a ``services`` section (cert-manager and its issuer, Authentik, OCIS,
-Collabora, Dezky's web apps), the shared Authentik objects (parent group, login stages,
-recovery flow) and, where the environment has Hetzner parts (prod): the adopted AX41 (reverse
-DNS and the Robot firewall; never ordered or cancelled from here) and the backup Storage
+Collabora, MongoDB, Dezky's web apps), the shared Authentik objects (parent group, login
+stages, recovery flow, the OpenID Connect applications of OCIS and the operator portal) and,
+where the environment has Hetzner parts (prod): the adopted AX41 (reverse DNS and the Robot
+firewall; never ordered or cancelled from here) and the backup Storage
 Boxes, a BX in fsn1 for the restic repositories and one in hel1 for disaster recovery, each
 with a subaccount per backup source. Exports what tenant stacks read (``stacks.refs``).
 """
@@ -13,23 +14,39 @@ from __future__ import annotations
 
 import pulumi
 
-from components import platform_services as svc
+from components import identity_platform as idp
+from components import services as svc
 from components.cluster import cluster_provider
-from components.identity_platform import PlatformIdentity
 from components.server import DedicatedServer, DedicatedServerArgs
+from components.services import mongodb
 from components.storage import BackupStorageBox, StorageBoxArgs
 from stacks import platform_host, refs
 from stacks import secrets as names
 from stacks.secrets import StackSecrets, offline_secret
-from tenants.environment import Environment, Hetzner, Services, StorageBox
+from tenants.environment import (
+    OPERATOR_PORTAL_OIDC_ENV,
+    Environment,
+    Hetzner,
+    Services,
+    StorageBox,
+)
 
 # Kept under its first name: the platform's secret lookup.
 PlatformSecrets = StackSecrets
-__all__ = ["PlatformSecrets", "build", "offline_secret", "services_args"]
+__all__ = ["PlatformSecrets", "build", "identity_args", "offline_secret", "services_args"]
 
-# The Authentik application (OAuth2/OpenID provider) OCIS signs users in with.
+# The Authentik application (OAuth2/OpenID provider) OCIS signs users in with: its web client's
+# id, and the pages it sends users back to (ocis web: the callback and silent token renewal).
 OCIS_OIDC_APPLICATION = "ocis"
 OCIS_OIDC_CLIENT_ID = "ocis-web"
+OCIS_REDIRECT_PATHS = ("/", "/oidc-callback.html", "/oidc-silent-redirect.html")
+# The operator portal's application. Its client id is the audience (and `azp`) the run API
+# requires of access tokens (automation.api.auth.AuthSettings.audience; a test keeps them equal).
+OPERATOR_OIDC_APPLICATION = "dezky-operator"
+OPERATOR_OIDC_CLIENT_ID = "dezky-operator"
+OPERATOR_CALLBACK_PATH = "/auth/oidc/callback"
+# platform-api's database, in the platform's MongoDB; the run API and worker use the same one.
+PLATFORM_API = "platform-api"
 
 
 def build(environment: Environment, secrets: StackSecrets) -> None:
@@ -45,9 +62,15 @@ def build(environment: Environment, secrets: StackSecrets) -> None:
         )
         # Authentik must answer before its objects can be declared (first run).
         depends.append(services.authentik.release)
-    identity = PlatformIdentity("identity", opts=pulumi.ResourceOptions(depends_on=depends))
+    identity = idp.PlatformIdentity(
+        "identity",
+        identity_args(environment, secrets),
+        opts=pulumi.ResourceOptions(depends_on=depends),
+    )
     hosts = environment.hostnames
     pulumi.export("environment", environment.name)
+    # What the run API's DEZKY_OIDC_ISSUERS names: the operator portal's tokens' issuer.
+    pulumi.export("operator_oidc_issuer", idp.issuer_url(hosts.auth, OPERATOR_OIDC_APPLICATION))
     refs.export(
         refs.PlatformRefs(
             tenants_group_id=identity.tenants.id,
@@ -91,6 +114,44 @@ def build(environment: Environment, secrets: StackSecrets) -> None:
     pulumi.export("host_configuration", host.run.triggers)
 
 
+def identity_args(environment: Environment, secrets: StackSecrets) -> idp.PlatformIdentityArgs:
+    """The platform's OpenID Connect applications and the key that signs their tokens."""
+    hosts = environment.hostnames
+    return idp.PlatformIdentityArgs(
+        signing_key=idp.SigningKey(
+            certificate=secrets.lookup(names.AUTHENTIK_OIDC_SIGNING_CERTIFICATE),
+            private_key=secrets.lookup(names.AUTHENTIK_OIDC_SIGNING_KEY),
+        ),
+        applications=[
+            idp.OidcApplicationArgs(
+                slug=OCIS_OIDC_APPLICATION,
+                name="Files",
+                client_id=OCIS_OIDC_CLIENT_ID,  # public: ocis web runs in the browser
+                redirect_uris=[f"https://{hosts.files}{path}" for path in OCIS_REDIRECT_PATHS],
+                launch_url=f"https://{hosts.files}/",
+            ),
+            idp.OidcApplicationArgs(
+                slug=OPERATOR_OIDC_APPLICATION,
+                name="Dezky operator portal",
+                client_id=OPERATOR_OIDC_CLIENT_ID,
+                # Confidential: the portal's server side redeems the code.
+                client_secret=secrets.lookup(names.OPERATOR_OIDC_CLIENT_SECRET),
+                redirect_uris=[f"https://{hosts.operator}{OPERATOR_CALLBACK_PATH}"],
+                launch_url=f"https://{hosts.operator}/",
+                operators_only=True,
+            ),
+        ],
+    )
+
+
+def mongodb_args(secrets: StackSecrets, apps_namespace: str) -> mongodb.MongoDbArgs:
+    """The platform's MongoDB; platform-api is the client the cluster admits."""
+    return mongodb.MongoDbArgs(
+        root_password=secrets.lookup(names.MONGODB_ROOT_PASSWORD),
+        clients=[mongodb.MongoDbClient(namespace=apps_namespace, app=PLATFORM_API)],
+    )
+
+
 def services_args(
     environment: Environment, services: Services, secrets: StackSecrets
 ) -> svc.PlatformServicesArgs:
@@ -110,6 +171,11 @@ def services_args(
         )
     )
     apps = services.apps
+    database = mongodb_args(secrets, svc.APPS_NAMESPACE)
+    operator_env = {
+        OPERATOR_PORTAL_OIDC_ENV["issuer"]: idp.issuer_url(hosts.auth, OPERATOR_OIDC_APPLICATION),
+        OPERATOR_PORTAL_OIDC_ENV["client_id"]: OPERATOR_OIDC_CLIENT_ID,
+    }
     return svc.PlatformServicesArgs(
         ingress_class=environment.ingress_class,
         issuer=_issuer(environment, services),
@@ -121,7 +187,7 @@ def services_args(
         ),
         ocis=svc.OcisArgs(
             host=hosts.files,
-            oidc_issuer=f"https://{hosts.auth}/application/o/{OCIS_OIDC_APPLICATION}/",
+            oidc_issuer=idp.issuer_url(hosts.auth, OCIS_OIDC_APPLICATION),
             oidc_client_id=OCIS_OIDC_CLIENT_ID,
             # Self-signed certificates cannot be verified between OCIS and Authentik.
             insecure=tls.issuer == "self-signed",
@@ -132,6 +198,8 @@ def services_args(
             wopi_host=hosts.files,
             admin_password=secrets.lookup(names.COLLABORA_ADMIN_PASSWORD),
         ),
+        mongodb=database,
+        apps_namespace=svc.APPS_NAMESPACE,
         apps=[
             svc.WebAppArgs(
                 name="portal",
@@ -147,16 +215,21 @@ def services_args(
                 host=hosts.operator,
                 port=apps.operator_portal.port,
                 replicas=apps.operator_portal.replicas,
-                env=apps.operator_portal.env,
+                env={**apps.operator_portal.env, **operator_env},
+                secret_env={
+                    OPERATOR_PORTAL_OIDC_ENV["client_secret"]: secrets.lookup(
+                        names.OPERATOR_OIDC_CLIENT_SECRET
+                    )
+                },
             ),
             svc.WebAppArgs(
-                name="platform-api",
+                name=PLATFORM_API,
                 image=apps.platform_api.image,
                 host=hosts.api,
                 port=apps.platform_api.port,
                 replicas=apps.platform_api.replicas,
                 env=apps.platform_api.env,
-                secret_env={"MONGODB_URI": secrets.lookup(names.PLATFORM_API_MONGODB_URI)},
+                secret_env={"MONGODB_URI": mongodb.connection_uri(database)},
             ),
         ],
     )

@@ -23,7 +23,13 @@ AUTHENTIK_POSTGRESQL_PASSWORD = "authentik-postgresql-password"  # noqa: S105 (a
 OBJECT_STORAGE_ACCESS_KEY = "object-storage-access-key"
 OBJECT_STORAGE_SECRET_KEY = "object-storage-secret-key"  # noqa: S105 (a name)
 COLLABORA_ADMIN_PASSWORD = "collabora-admin-password"  # noqa: S105 (a name)
-PLATFORM_API_MONGODB_URI = "platform-api-mongodb-uri"
+# The root password of the platform's MongoDB; platform-api's MONGODB_URI is built from it.
+MONGODB_ROOT_PASSWORD = "mongodb-root-password"  # noqa: S105 (a name)
+# The OpenID Connect applications in Authentik: the operator portal's client secret, and the
+# RSA key and certificate (PEM) every application's tokens are signed with (RS256).
+OPERATOR_OIDC_CLIENT_SECRET = "operator-oidc-client-secret"  # noqa: S105 (a name)
+AUTHENTIK_OIDC_SIGNING_KEY = "authentik-oidc-signing-key"
+AUTHENTIK_OIDC_SIGNING_CERTIFICATE = "authentik-oidc-signing-certificate"
 # The host: the automation's SSH key for root on the AX41 (Ansible), the host's restic key
 # (its public half is in the environment's backup_ssh_keys), and one password per restic
 # repository, named restic/<box role>/<source> (stacks.platform_host).
@@ -37,7 +43,10 @@ SERVICE_SECRETS = frozenset(
         OBJECT_STORAGE_ACCESS_KEY,
         OBJECT_STORAGE_SECRET_KEY,
         COLLABORA_ADMIN_PASSWORD,
-        PLATFORM_API_MONGODB_URI,
+        MONGODB_ROOT_PASSWORD,
+        OPERATOR_OIDC_CLIENT_SECRET,
+        AUTHENTIK_OIDC_SIGNING_KEY,
+        AUTHENTIK_OIDC_SIGNING_CERTIFICATE,
         HOST_SSH_PRIVATE_KEY,
         RESTIC_SSH_PRIVATE_KEY,
     }

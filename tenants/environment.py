@@ -203,6 +203,15 @@ class App(_Frozen):
         return env
 
 
+# What the platform stack gives the operator portal (a Nuxt app: NUXT_* variables override its
+# runtime config): its OpenID Connect issuer and client id, and the client secret (a Secret).
+OPERATOR_PORTAL_OIDC_ENV = {
+    "issuer": "NUXT_OIDC_ISSUER",
+    "client_id": "NUXT_OIDC_CLIENT_ID",
+    "client_secret": "NUXT_OIDC_CLIENT_SECRET",
+}
+
+
 class Apps(_Frozen):
     """The customer portal, the operator portal and platform-api."""
 
@@ -210,13 +219,25 @@ class Apps(_Frozen):
     operator_portal: App
     platform_api: App
 
+    @field_validator("operator_portal")
+    @classmethod
+    def _oidc_from_the_platform(cls, app: App) -> App:
+        given = sorted(set(OPERATOR_PORTAL_OIDC_ENV.values()) & set(app.env))
+        if given:
+            raise ValueError(
+                f"env.{', env.'.join(given)}: set by the platform stack from its Authentik "
+                "application 'dezky-operator' (secret 'operator-oidc-client-secret'); "
+                "remove them here"
+            )
+        return app
+
     @field_validator("platform_api")
     @classmethod
-    def _mongodb_from_secret(cls, app: App) -> App:
+    def _mongodb_from_the_platform(cls, app: App) -> App:
         if "MONGODB_URI" in app.env:
             raise ValueError(
-                "env.MONGODB_URI comes from the platform secret 'platform-api-mongodb-uri'; "
-                "remove it here"
+                "env.MONGODB_URI is built from the platform's MongoDB (platform secret "
+                "'mongodb-root-password'); remove it here"
             )
         return app
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pydantic
 import pytest
 
 from automation.render import SECRET, DeclaredResource, render
-from components import platform_services
+from components.services import certmanager
 from tests.golden.test_golden import CASES, _inputs
 
 KUBERNETES_VERSION = "1.31"  # the k3s minor the platform pins
@@ -32,12 +33,12 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # Custom resource kinds the programs declare -> the CRD's openAPIV3Schema at the pinned version.
 CUSTOM_KINDS = {
     "kubernetes:cert-manager.io/v1:ClusterIssuer": (
-        f"cert-manager-{platform_services.CERT_MANAGER_CHART.version}-clusterissuer.json"
+        f"cert-manager-{certmanager.CERT_MANAGER_CHART.version}-clusterissuer.json"
     ),
 }
 # Charts that ship a values.schema.json, at the pinned version.
 CHART_VALUE_SCHEMAS = {
-    "cert-manager": f"cert-manager-{platform_services.CERT_MANAGER_CHART.version}-values.json",
+    "cert-manager": f"cert-manager-{certmanager.CERT_MANAGER_CHART.version}-values.json",
 }
 
 AUTHENTIK_MODELS: dict[str, type[pydantic.BaseModel]] = {
@@ -57,7 +58,15 @@ AUTHENTIK_MODELS: dict[str, type[pydantic.BaseModel]] = {
     ),
     "stageAuthenticatorTotp:StageAuthenticatorTotp": authentik_client.AuthenticatorTOTPStageRequest,
     "policyExpression:PolicyExpression": authentik_client.ExpressionPolicyRequest,
+    "providerOauth2:ProviderOauth2": authentik_client.OAuth2ProviderRequest,
+    "application:Application": authentik_client.ApplicationRequest,
+    "certificateKeyPair:CertificateKeyPair": authentik_client.CertificateKeyPairRequest,
+    "propertyMappingProviderScope:PropertyMappingProviderScope": (
+        authentik_client.ScopeMappingRequest
+    ),
 }
+# Terraform-bridge names the API spells differently.
+_RENAMED = {"allowed_redirect_uris": "redirect_uris", "protocol_provider": "provider"}
 
 # References resolved only at deploy time: another resource's id or a platform output.
 _REFERENCE = re.compile(r"^(\$\{platform\.[a-z_]+\}|[a-z0-9-]+(-id|\.uuid))$")
@@ -167,8 +176,10 @@ def _api_request(resource: DeclaredResource) -> dict[str, Any]:
             request[name] = json.loads(value)
         elif name == "parent":  # the API moved to a list of parents in 2026.2
             request["parents"] = [_api_value(value)]
+        elif name == "protocol_provider" and isinstance(value, str):  # a provider's id: a pk
+            request["provider"] = zlib.crc32(value.encode()) % 2**31
         else:
-            request[name] = _api_value(value)
+            request[_RENAMED.get(name, name)] = _api_value(value)
     return request
 
 

@@ -65,8 +65,8 @@ class Recording(pulumi.runtime.Mocks):
             Registered(args.typ, args.name, unwrap(dict(args.inputs)), args.provider or None)
         )
         outputs = dict(args.inputs)
-        if args.typ == "authentik:index/flow:Flow":
-            outputs["uuid"] = f"{args.name}.uuid"
+        for key in render.COMPUTED_OUTPUTS.get(args.typ, ()):
+            outputs[key] = f"{args.name}.{key}"
         # What Hetzner assigns: the box's server and user names, each subaccount's user.
         if args.typ == "hcloud:index/storageBox:StorageBox":
             outputs |= {"server": f"{args.name}.your-storagebox.de", "username": args.name}

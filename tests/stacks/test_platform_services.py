@@ -11,7 +11,8 @@ import pulumi
 import pytest
 
 from automation.render import DeclaredResource, render
-from components import platform_services
+from components.services.mongodb import MONGODB_IMAGE
+from components.services.ocis import OCIS_IMAGE
 from stacks import secrets as names
 from stacks.program import StackInputs, run
 from stacks.secrets import StackSecrets
@@ -96,8 +97,9 @@ def _images(value: Any) -> list[str]:
 @pytest.mark.parametrize("resources", [PROD_PLATFORM, DEV_PLATFORM], ids=["prod", "dev"])
 def test_every_image_is_pinned(resources: tuple[DeclaredResource, ...]) -> None:
     images = [i for r in resources if r.type.startswith("kubernetes:") for i in _images(r.inputs)]
-    assert platform_services.OCIS_IMAGE in images
-    assert len(images) == 4  # OCIS, portal, operator portal, platform-api
+    assert OCIS_IMAGE in images
+    assert MONGODB_IMAGE in images
+    assert len(images) == 5  # OCIS, MongoDB, portal, operator portal, platform-api
     assert [i for i in images if image_problem(i)] == []
 
 
@@ -119,10 +121,31 @@ def _plain_secret(name: str) -> pulumi.Input[str]:
     return f"plain-text-{name}-value"
 
 
+# Secrets the platform stack must look up (each then checked for plain-text leaks below).
+PLATFORM_SECRET_NAMES = {
+    names.KUBECONFIG,
+    names.AUTHENTIK_TOKEN,
+    names.AUTHENTIK_SECRET_KEY,
+    names.AUTHENTIK_POSTGRESQL_PASSWORD,
+    names.COLLABORA_ADMIN_PASSWORD,
+    names.MONGODB_ROOT_PASSWORD,
+    names.OPERATOR_OIDC_CLIENT_SECRET,
+    names.AUTHENTIK_OIDC_SIGNING_KEY,
+    names.AUTHENTIK_OIDC_SIGNING_CERTIFICATE,
+}
+
+
 @pytest.mark.parametrize("environment", [PROD, DEV], ids=["prod", "dev"])
 def test_no_secret_value_appears_in_plain_text(environment: Environment) -> None:
-    inputs = StackInputs.for_platform(environment, StackSecrets(_plain_secret))
+    looked_up: list[str] = []
+
+    def plain(name: str) -> pulumi.Input[str]:
+        looked_up.append(name)
+        return _plain_secret(name)
+
+    inputs = StackInputs.for_platform(environment, StackSecrets(plain))
     recording = harness.run(lambda: run(inputs), "platform")
+    assert set(looked_up) >= PLATFORM_SECRET_NAMES
     rendered = json.dumps([asdict(r) for r in render(inputs).resources])
     assert "plain-text-" not in rendered  # the program marks every secret it passes on
     leaked = [
@@ -147,8 +170,14 @@ def test_the_secrets_reach_the_objects_that_use_them() -> None:
         "postgresql-password": f"plain-text-{names.AUTHENTIK_POSTGRESQL_PASSWORD}-value",
         "bootstrap-token": f"plain-text-{names.AUTHENTIK_TOKEN}-value",
     }
+    password = f"plain-text-{names.MONGODB_ROOT_PASSWORD}-value"
+    assert data["mongodb-credentials"] == {"username": "root", "password": password}
     assert data["platform-api-secrets"] == {
-        "mongodb-uri": f"plain-text-{names.PLATFORM_API_MONGODB_URI}-value"
+        "mongodb-uri": f"mongodb://root:{password}@mongodb.platform.svc.cluster.local:27017"
+        "/dezky?authSource=admin"
+    }
+    assert data["operator-portal-secrets"] == {
+        "nuxt-oidc-client-secret": f"plain-text-{names.OPERATOR_OIDC_CLIENT_SECRET}-value"
     }
     assert data["ocis-object-storage"] == {
         "access-key": f"plain-text-{names.OBJECT_STORAGE_ACCESS_KEY}-value",
@@ -198,9 +227,9 @@ def test_ocis_keeps_files_in_hetzner_object_storage_in_prod_only() -> None:
     assert dev["OCIS_INSECURE"] == "true"  # self-signed certificates in dev
 
 
-def test_ocis_volumes_are_protected_like_customer_data() -> None:
+def test_ocis_and_mongodb_volumes_are_protected_like_customer_data() -> None:
     claims = _of(PROD_PLATFORM, "kubernetes:core/v1:PersistentVolumeClaim")
-    assert {c.name for c in claims} == {"ocis-config", "ocis-data"}
+    assert {c.name for c in claims} == {"ocis-config", "ocis-data", "mongodb-data"}
     assert all(c.protect and c.retain_on_delete for c in claims)
 
 
@@ -237,3 +266,7 @@ def test_platform_exports_what_tenant_stacks_read() -> None:
     assert exports["ocis_url"] == ("https://files.dezky.eu", False)
     assert exports["stalwart_jmap_url"] == ("https://mail.dezky.eu", False)
     assert exports["kubeconfig"] == (f"offline:{names.KUBECONFIG}", True)
+    assert exports["operator_oidc_issuer"] == (
+        "https://auth.dezky.eu/application/o/dezky-operator/",
+        False,
+    )
