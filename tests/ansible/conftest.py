@@ -30,6 +30,36 @@ LOG = logging.getLogger(__name__)
 RECAP = re.compile(r"^testhost\s*:\s*(.*)$", re.M)
 
 
+SOURCES_LIST = (
+    "deb http://deb.debian.org/debian bookworm main\n"
+    "# deb http://security.debian.org/debian-security bookworm-security main\n"
+    "deb http://security.debian.org/debian-security bookworm-security main contrib non-free"
+    " non-free-firmware\n"
+)
+POSTGRES_DUMP = (
+    "k3s kubectl -n authentik exec statefulset/authentik-postgresql -- sh -c "
+    "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean authentik'"
+)
+
+
+def _restic_source(name: str, **what: str) -> dict[str, object]:
+    """A source as stacks/platform_host.py builds it: plain, the passwords elsewhere."""
+    return {
+        "name": name,
+        **what,
+        "primary": {"host": "u1.your-storagebox.de", "user": "u1-sub1", "path": name},
+        "dr": {"host": "u2.your-storagebox.de", "user": "u2-sub1", "path": name},
+    }
+
+
+def _keypair(path: Path) -> str:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "restic", "-f", str(path)],
+        check=True,
+    )
+    return path.read_text()
+
+
 def role_default(role: str, name: str) -> object:
     return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())[name]
 
@@ -45,6 +75,7 @@ class Converged:
     host: harness.TestHost
     first: subprocess.CompletedProcess[str]
     second: subprocess.CompletedProcess[str]
+    restic_key: Path
     k3s_binary: bytes
     stalwart_binary: bytes
     downloads_after_first: list[str]
@@ -129,6 +160,10 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     with harness.running_host(work, artifacts) as host:
         seconds["host up (cached root copied, netns, sshd)"] = time.monotonic() - started
         depot = host.depot.url
+        restic_key = _keypair(work / "restic_ed25519")
+        postgres = _restic_source(
+            "postgres", dump_command=POSTGRES_DUMP, dump_file="postgres.sql", schedule="*-*-* 02:50"
+        )
         variables = {
             "base_root_authorized_keys": [host.key.with_suffix(".pub").read_text()],
             "base_admin_networks": [f"{host.host_ip}/32", "2001:db8:ad::/48"],
@@ -139,27 +174,18 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
             "stalwart_checksums": {stalwart_version: {arch: hashlib.sha256(archive).hexdigest()}},
             "stalwart_hostname": "mail.test.dezky.invalid",
             "restic_known_hosts": ["[u1-sub1.your-storagebox.de]:23 ssh-ed25519 AAAAC3Nz"],
-            "restic_sources": [
-                {
-                    "name": "mail",
-                    "path": "/var/lib/stalwart",
-                    "primary": {
-                        "host": "u1-sub1.your-storagebox.de",
-                        "user": "u1-sub1",
-                        "path": "restic/mail",
-                        "password": f"{RESTIC_PASSWORD}-primary",
-                    },
-                    "dr": {
-                        "host": "u2-sub1.your-storagebox.de",
-                        "user": "u2-sub1",
-                        "path": "restic/mail",
-                        "password": f"{RESTIC_PASSWORD}-dr",
-                    },
-                }
-            ],
+            "restic_sources": [_restic_source("mail", path="/var/lib/stalwart"), postgres],
+            # The secrets, apart from the plain variables as HostConfiguration passes them.
+            "restic_passwords": {
+                name: {box: f"{RESTIC_PASSWORD}-{name}-{box}" for box in ("primary", "dr")}
+                for name in ("mail", "postgres")
+            },
+            "restic_ssh_private_key": restic_key,
         }
         extra = work / "vars.json"
         extra.write_text(json.dumps(variables))
+        # As on Hetzner's images: the security archive already in sources.list, once active.
+        (host.root / "etc" / "apt" / "sources.list").write_text(SOURCES_LIST)
 
         started = time.monotonic()
         first = _playbook(host, extra, documented_env=True)
@@ -180,6 +206,7 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
             host=host,
             first=first,
             second=second,
+            restic_key=work / "restic_ed25519",
             k3s_binary=k3s,
             stalwart_binary=stalwart,
             downloads_after_first=after_first,

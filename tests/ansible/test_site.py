@@ -1,7 +1,7 @@
 """site.yml against the throw-away host: converge, idempotence, then the state inside the root.
 
-Timings measured on a 2-CPU machine: warm (cached root and .debs in .state/testhost) about 130 s
-for this directory (copy 5 s, first run ~65 s, second run ~45 s); cold adds debootstrap (~50 s)
+Timings measured on a 2-CPU machine: warm (cached root and .debs in .state/testhost) about 145 s
+for this directory (copy 6 s, first run ~73 s, second run ~51 s); cold adds debootstrap (~50 s)
 and the first downloads, 160-230 s. Assertions read the root, the namespace or the artifact server.
 """
 
@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ansible.conftest import Converged, recap
+from tests.ansible.conftest import RESTIC_PASSWORD, SOURCES_LIST, Converged, recap
 
 WANTS = Path("etc/systemd/system/multi-user.target.wants")
 
@@ -33,7 +34,7 @@ def test_first_run_converges(converged: Converged) -> None:
     counts = recap(converged.first.stdout)
     assert counts["failed"] == 0 and counts["unreachable"] == 0
     assert counts["changed"] > 20
-    assert "restic-pw-from-pulumi-31" not in out
+    assert RESTIC_PASSWORD not in out
 
 
 def test_second_run_changes_nothing(converged: Converged) -> None:
@@ -120,6 +121,59 @@ def test_unattended_upgrades_only_security(converged: Converged) -> None:
     assert installed.stdout.splitlines() == ["install ok installed"] * 2
 
 
+def test_security_updates_are_reachable(converged: Converged) -> None:
+    sources = _read(converged, "etc/apt/sources.list.d/debian-security.sources")
+    assert "Types: deb\nURIs: http://security.debian.org/debian-security\n" in sources
+    assert "Suites: bookworm-security\n" in sources
+    assert "Components: main contrib non-free non-free-firmware\n" in sources
+    assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" in sources
+    # The image's active entry is gone (apt would read the archive twice); the rest is kept.
+    kept = [
+        line for line in SOURCES_LIST.splitlines(keepends=True) if "-security main " not in line
+    ]
+    assert _read(converged, "etc/apt/sources.list") == "".join(kept)
+    assert len(kept) == 2 and kept[1].startswith("# deb http://security")
+    # The index came through (the test proxy), and its Release has what the origin pattern of
+    # unattended-upgrades asks for: o=Debian, n=<codename>-security, l=Debian-Security.
+    policy = converged.host.chroot("apt-cache", "policy")
+    assert policy.returncode == 0 and not policy.stderr, policy.stderr
+    repo = "http://security.debian.org/debian-security bookworm-security/main"
+    release = re.search(
+        rf"^ +\d+ {re.escape(repo)} \S+ Packages\n +release (\S+)$", policy.stdout, re.M
+    )
+    assert release, policy.stdout
+    fields = dict(field.split("=", 1) for field in release.group(1).split(","))
+    assert (fields["o"], fields["n"], fields["l"]) == (
+        "Debian",
+        "bookworm-security",
+        "Debian-Security",
+    )
+    assert policy.stdout.count(repo) == 1
+
+
+def test_restic_key_and_passwords(converged: Converged) -> None:
+    root = converged.host.root
+    key = root / "root/.ssh/restic_ed25519"
+    private = converged.restic_key.read_text()
+    assert key.read_text() == private
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.stat().st_uid == 0
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    public = converged.restic_key.with_suffix(".pub").read_text().split()[:2]
+    assert (root / "root/.ssh/restic_ed25519.pub").read_text().split()[:2] == public
+    for name in ("mail", "postgres"):
+        for box in ("primary", "dr"):
+            password = root / f"etc/restic/{name}-{box}.password"
+            assert password.read_text() == f"{RESTIC_PASSWORD}-{name}-{box}\n"
+            assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    ssh = _read(converged, "etc/ssh/ssh_config.d/restic.conf")
+    assert ssh.count("IdentityFile /root/.ssh/restic_ed25519\n") == 4
+    body = [line for line in private.splitlines() if "PRIVATE KEY" not in line]
+    for run in (converged.first, converged.second):
+        out = run.stdout + run.stderr
+        assert RESTIC_PASSWORD not in out
+        assert body and not [line for line in body if line in out]
+
+
 def test_k3s_installed(converged: Converged) -> None:
     root = converged.host.root
     binary = root / "usr/local/bin/k3s"
@@ -194,8 +248,11 @@ def test_units_verify(converged: Converged) -> None:
         "--man=no",
         "/etc/systemd/system/k3s.service",
         "/etc/systemd/system/stalwart.service",
-    )
+        *(f"/etc/systemd/system/restic-{unit}-{source}.service"
+          for unit in ("backup", "copy", "check") for source in ("mail", "postgres")),
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "escape" not in done.stdout + done.stderr  # systemd took the dump command as written
 
 
 def test_services_enabled(converged: Converged) -> None:

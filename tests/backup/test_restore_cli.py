@@ -1,6 +1,7 @@
 """``dezky-infra restore`` end to end: the restic role writes the host's files (environment files,
-password files, ssh aliases, pinned host key) for two boxes served by a real sshd on loopback,
-real restic backs up and copies, and the command restores either box and verifies the bytes."""
+password files, the Storage Box key, ssh aliases, pinned host key) for two boxes served by a
+real sshd on loopback, real restic backs up and copies, and the command restores either box and
+verifies the bytes."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ def _role_vars(storagebox: StorageBox, etc: Path) -> dict[str, object]:
 
     def box(role: str) -> dict[str, object]:
         path = f"{storagebox.home}/mail-{role}"
-        return {"host": "127.0.0.1", "port": storagebox.port, "user": user, "path": path,
-                "password": f"{SECRET}-{role}"}  # fmt: skip
+        return {"host": "127.0.0.1", "port": storagebox.port, "user": user, "path": path}
 
     return {
         "restic_target": "all",
@@ -50,7 +50,9 @@ def _role_vars(storagebox: StorageBox, etc: Path) -> dict[str, object]:
         "restic_cache_dir": str(etc / "restic" / "cache"),
         "restic_systemd_dir": str(etc / "systemd"),
         "restic_ssh_config": str(etc / "ssh_config"),
-        "restic_ssh_key": str(storagebox.root / "sshd" / "client_ed25519"),
+        # The key the box accepts, handed over as the Pulumi secret is: the role writes it.
+        "restic_ssh_key": str(etc / "ssh" / "restic_ed25519"),
+        "restic_ssh_private_key": (storagebox.root / "sshd" / "client_ed25519").read_text(),
         "restic_known_hosts": [f"[127.0.0.1]:{storagebox.port} {host_key[0]} {host_key[1]}"],
         "restic_sources": [
             {
@@ -60,6 +62,7 @@ def _role_vars(storagebox: StorageBox, etc: Path) -> dict[str, object]:
                 "dr": box("dr"),
             },
         ],  # fmt: skip
+        "restic_passwords": {"mail": {"primary": f"{SECRET}-primary", "dr": f"{SECRET}-dr"}},
     }
 
 
@@ -82,6 +85,10 @@ def host(storagebox: StorageBox, sample: Path, tmp_path_factory: pytest.TempPath
         env=env, cwd=ANSIBLE, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert SECRET not in done.stdout + done.stderr
+    key = etc / "ssh" / "restic_ed25519"
+    assert key.stat().st_mode & 0o777 == 0o600 and key.with_suffix(".pub").exists()
+    assert f"IdentityFile {key}\n" in (etc / "ssh_config").read_text()
     made = Host(config_dir=etc / "restic", ssh_config=etc / "ssh_config")
     # The role's aliases point at <home>/mail-<box>; the Repository above must say the same.
     assert f"{storagebox.home}/mail-primary" in (etc / "restic" / "mail-backup.env").read_text()
