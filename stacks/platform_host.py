@@ -61,7 +61,7 @@ BACKUP_SOURCES = (
         "*-*-* 02:50:00",
         dump_command=(
             "k3s kubectl -n authentik exec statefulset/authentik-postgresql -- sh -c "
-            "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean authentik'"
+            "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean --if-exists authentik'"
         ),
         dump_file="postgres.sql",
     ),

@@ -38,7 +38,7 @@ SOURCES_LIST = (
 )
 POSTGRES_DUMP = (
     "k3s kubectl -n authentik exec statefulset/authentik-postgresql -- sh -c "
-    "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean authentik'"
+    "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean --if-exists authentik'"
 )
 
 

@@ -39,7 +39,7 @@ MONGODB_DUMP = (
 )
 POSTGRES_DUMP = (
     "k3s kubectl -n authentik exec statefulset/authentik-postgresql -- sh -c "
-    "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean authentik'"
+    "'PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_dump -U authentik --clean --if-exists authentik'"
 )
 # A command with every character systemd or bash treats specially, run both ways below.
 TRICKY_DUMP = (
@@ -408,7 +408,10 @@ def test_the_dumps_run_with_the_containers_credentials(rendered: Rendered, tmp_p
         "PGPASSWORD": None,
     }
     postgres = json.loads((spool / "postgres" / "postgres.sql").read_text())
-    assert postgres == {"argv": ["-U", "authentik", "--clean", "authentik"], "PGPASSWORD": password}
+    assert postgres == {
+        "argv": ["-U", "authentik", "--clean", "--if-exists", "authentik"],
+        "PGPASSWORD": password,
+    }
     assert stat.S_IMODE((spool / "postgres").stat().st_mode) == 0o700
     assert not list(spool.glob("*/*.tmp"))
     # The tricky command, run straight by bash, prints what it printed through the unit.
