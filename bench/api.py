@@ -213,6 +213,12 @@ def _stop(process: mp.process.BaseProcess, name: str, event: Any) -> None:
 # -- measurements --------------------------------------------------------------------------
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(values_ms: list[float]) -> dict[str, float | None]:
     if not values_ms:
         return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
@@ -446,7 +452,12 @@ def main() -> None:
         log(f"POST /runs at {args.rate}/s for {args.seconds} s")
         post, ids = bench_post(base, token, args.rate, args.seconds)
         log(f"GET /runs/{{id}} with {args.get_threads} threads for {args.get_seconds} s")
+        cpu = {name: _cpu_seconds(p.pid) for name, p in (("api", api), ("db", mongo))}
         get = bench_get(base, token, ids, args.get_threads, args.get_seconds)
+        # CPU per request barely depends on what else the machine runs: the figure to compare.
+        for name, process in (("api", api), ("db", mongo)):
+            used = _cpu_seconds(process.pid) - cpu[name]
+            get[f"{name}_cpu_ms_per_request"] = round(1000 * used / max(1, get["requests"]), 3)
         _stop(api, "API", stop_api)
         log(f"claims: {args.runs} runs, {args.workers} workers")
         claims = bench_claims(mongo_uri, args.runs, args.workers)
