@@ -2,7 +2,8 @@
 
 Declares the k3s provider (from the kubeconfig secret), the platform services on k3s where the
 environment has a ``services`` section (cert-manager and its issuer, Authentik, OCIS,
-Collabora, MongoDB, Dezky's web apps), the shared Authentik objects (parent group, login
+Collabora, MongoDB, Dezky's web apps, and mail.<base> routed to Stalwart on the host where the
+host's address is known), the shared Authentik objects (parent group, login
 stages, recovery flow, the OpenID Connect applications of OCIS and the operator portal) and,
 where the environment has Hetzner parts (prod): the adopted AX41 (reverse DNS and the Robot
 firewall; never ordered or cancelled from here) and the backup Storage
@@ -33,7 +34,14 @@ from tenants.environment import (
 
 # Kept under its first name: the platform's secret lookup.
 PlatformSecrets = StackSecrets
-__all__ = ["PlatformSecrets", "build", "identity_args", "offline_secret", "services_args"]
+__all__ = [
+    "PlatformSecrets",
+    "build",
+    "identity_args",
+    "mail_front_door",
+    "offline_secret",
+    "services_args",
+]
 
 # The Authentik application (OAuth2/OpenID provider) OCIS signs users in with: its web client's
 # id, and the pages it sends users back to (ocis web: the callback and silent token renewal).
@@ -199,6 +207,7 @@ def services_args(
             admin_password=secrets.lookup(names.COLLABORA_ADMIN_PASSWORD),
         ),
         mongodb=database,
+        mail=mail_front_door(environment, services),
         apps_namespace=svc.APPS_NAMESPACE,
         apps=[
             svc.WebAppArgs(
@@ -233,6 +242,25 @@ def services_args(
             ),
         ],
     )
+
+
+def mail_front_door(
+    environment: Environment, services: Services
+) -> svc.StalwartFrontDoorArgs | None:
+    """mail.<base> routed to Stalwart on the host, or None where no host address is known.
+
+    The address is ``services.mail_host`` if given, else the Hetzner server's IPv4 (the node's
+    own address, which pods reach). Dev has neither by default: nothing serves mail.<base>
+    there, though the platform still exports it as the JMAP endpoint.
+    """
+    hetzner = environment.hetzner
+    if services.mail_host is not None:
+        address = str(services.mail_host)
+    elif hetzner is not None:
+        address = hetzner.ipv4
+    else:
+        return None
+    return svc.StalwartFrontDoorArgs(host=environment.hostnames.mail, address=address)
 
 
 def _issuer(environment: Environment, services: Services) -> svc.AcmeIssuer | svc.SelfSignedIssuer:

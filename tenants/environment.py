@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -251,6 +252,28 @@ class Services(_Frozen):
         default=None,
         description="S3 backend of OCIS (Hetzner Object Storage); absent: files on its volume.",
     )
+    mail_host: IPv4Address | None = Field(
+        default=None,
+        description="IPv4 address at which the cluster's pods reach the host running Stalwart "
+        "(its HTTP listener, port 8080), behind https://mail.<base_domain>. Default: the "
+        "Hetzner server's ipv4; absent with no hetzner section (dev): no mail front door.",
+    )
+
+    @field_validator("mail_host")
+    @classmethod
+    def _routable(cls, address: IPv4Address | None) -> IPv4Address | None:
+        # What the API server refuses as an endpoint address.
+        if address is not None and (
+            address.is_unspecified
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_multicast
+        ):
+            raise ValueError(
+                f"{address} cannot be an endpoint (unspecified, loopback, link-local or "
+                "multicast); use the host's own address on its network"
+            )
+        return address
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Platform services on k3s: cert-manager with its ClusterIssuer, Authentik, OCIS, Collabora,
-MongoDB and Dezky's own web applications (portal, operator portal, platform-api); one module
-per service, shared Kubernetes helpers in ``_k8s``.
+MongoDB, Dezky's own web applications (portal, operator portal, platform-api) and the front
+door of Stalwart, which runs on the host (``stalwart``); one module per service, shared
+Kubernetes helpers in ``_k8s``.
 
 Third-party services are installed from their Helm charts with ``helm.v3.Release`` at the exact
 chart versions pinned next to the values they get: values keys change between chart versions,
@@ -35,12 +36,14 @@ from components.services.certmanager import AcmeIssuer, CertManager, SelfSignedI
 from components.services.collabora import Collabora, CollaboraArgs
 from components.services.mongodb import MongoDb, MongoDbArgs, MongoDbClient
 from components.services.ocis import Ocis, OcisArgs, S3Backend
+from components.services.stalwart import MAIL_TLS_SECRET, StalwartFrontDoor, StalwartFrontDoorArgs
 from components.services.webapps import WebAppArgs, WebApps
 
 __all__ = [
     "AcmeIssuer",
     "AuthentikArgs",
     "APPS_NAMESPACE",
+    "MAIL_TLS_SECRET",
     "CollaboraArgs",
     "MongoDbArgs",
     "MongoDbClient",
@@ -49,6 +52,7 @@ __all__ = [
     "PlatformServicesArgs",
     "S3Backend",
     "SelfSignedIssuer",
+    "StalwartFrontDoorArgs",
     "WebAppArgs",
 ]
 
@@ -67,10 +71,13 @@ class PlatformServicesArgs:
     mongodb: MongoDbArgs
     apps: Sequence[WebAppArgs]
     apps_namespace: str = APPS_NAMESPACE
+    # Stalwart's front door (mail.<base>); None where no host runs Stalwart (dev by default).
+    mail: StalwartFrontDoorArgs | None = None
 
 
 class PlatformServices(pulumi.ComponentResource):
-    """cert-manager, Authentik, OCIS, Collabora, MongoDB and the web apps, each in its namespace.
+    """cert-manager, Authentik, OCIS, Collabora, MongoDB, the web apps and Stalwart's front door,
+    each in its namespace.
 
     Give it the cluster's provider (``ResourceOptions(providers=[...])``): every object below
     inherits it through its parent.
@@ -82,6 +89,7 @@ class PlatformServices(pulumi.ComponentResource):
     collabora: Collabora
     mongodb: MongoDb
     apps: WebApps
+    mail: StalwartFrontDoor | None
 
     def __init__(
         self, name: str, args: PlatformServicesArgs, opts: pulumi.ResourceOptions | None = None
@@ -95,4 +103,14 @@ class PlatformServices(pulumi.ComponentResource):
         self.collabora = Collabora("collabora", args.collabora, exposure, opts=child)
         self.mongodb = MongoDb("mongodb", args.mongodb, opts=child)
         self.apps = WebApps("dezky-apps", args.apps_namespace, args.apps, exposure, opts=child)
-        self.register_outputs({"authentik_url": self.authentik.url, "ocis_url": self.ocis.url})
+        self.mail = (
+            None
+            if args.mail is None
+            else StalwartFrontDoor(
+                "stalwart", args.mail, exposure, self.cert_manager.issuer, opts=child
+            )
+        )
+        outputs = {"authentik_url": self.authentik.url, "ocis_url": self.ocis.url}
+        if self.mail is not None:
+            outputs["stalwart_url"] = self.mail.url
+        self.register_outputs(outputs)

@@ -35,6 +35,9 @@ CUSTOM_KINDS = {
     "kubernetes:cert-manager.io/v1:ClusterIssuer": (
         f"cert-manager-{certmanager.CERT_MANAGER_CHART.version}-clusterissuer.json"
     ),
+    "kubernetes:cert-manager.io/v1:Certificate": (
+        f"cert-manager-{certmanager.CERT_MANAGER_CHART.version}-certificate.json"
+    ),
 }
 # Charts that ship a values.schema.json, at the pinned version.
 CHART_VALUE_SCHEMAS = {
@@ -83,9 +86,21 @@ def _declared() -> list[tuple[str, DeclaredResource]]:
 DECLARED = _declared()
 
 
+def _wire_numbers(value: Any) -> Any:
+    """Whole numbers as integers: Pulumi carries every number as a double (protobuf Struct), and
+    the Kubernetes provider sends whole ones to the API server as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _wire_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire_numbers(v) for v in value]
+    return value
+
+
 def _object(resource: DeclaredResource) -> dict[str, Any]:
     """The object as the API server would get it; a masked Secret keeps a masked entry."""
-    body = dict(resource.inputs)
+    body: dict[str, Any] = _wire_numbers(dict(resource.inputs))
     for key in ("data", "stringData"):
         if body.get(key) == SECRET:  # the renderer masks the whole map
             body[key] = {"masked": SECRET}
