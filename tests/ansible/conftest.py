@@ -98,7 +98,17 @@ def _require_tools() -> None:
 
 def _stand_ins() -> tuple[bytes, bytes, bytes]:
     """Stand-ins for the release artifacts (GitHub is out of reach): k3s and a Stalwart archive."""
-    k3s = b"#!/bin/sh\necho 'k3s stand-in for the ansible tests' \"$@\"\n"
+    # `k3s kubectl -n NS get secret NAME ...` prints /var/lib/k3s-stand-in/NS/NAME, the output of
+    # stalwart-tls-sync's jsonpath, when a test put it there; a missing Secret as kubectl does.
+    k3s = b"""#!/bin/sh
+if [ "$1 $2 $4 $5" = "kubectl -n get secret" ]; then
+    if [ -f "/var/lib/k3s-stand-in/$3/$6" ]; then exec cat "/var/lib/k3s-stand-in/$3/$6"; fi
+    if [ "$7" = --ignore-not-found ]; then exit 0; fi
+    echo "Error from server (NotFound): secrets \\"$6\\" not found" >&2
+    exit 1
+fi
+echo 'k3s stand-in for the ansible tests' "$@"
+"""
     stalwart = b"#!/bin/sh\necho 'stalwart stand-in for the ansible tests' \"$@\"\n"
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:

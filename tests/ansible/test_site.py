@@ -7,6 +7,7 @@ and the first downloads, 160-230 s. Assertions read the root, the namespace or t
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
@@ -14,6 +15,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -241,6 +243,72 @@ def test_stalwart_installed(converged: Converged) -> None:
         assert f"\n{line}\n" in unit
 
 
+def _tls_pair(work: Path) -> tuple[bytes, bytes]:
+    work.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        + ["-nodes", "-keyout", "k.pem", "-out", "c.pem", "-days", "90"]
+        + ["-subj", "/CN=mail.test.dezky.invalid"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return (work / "c.pem").read_bytes(), (work / "k.pem").read_bytes()
+
+
+def test_stalwart_tls_sync(converged: Converged, tmp_path: Path) -> None:
+    """The certificate sync on the host: script, units and the enabled timer; then the script
+    runs in the root (Debian's bash and openssl) against the stand-in k3s. systemctl cannot
+    reach a manager in the root: SYSTEMD_OFFLINE=1 makes it say so instead of failing."""
+    host = converged.host
+    root = host.root
+    script = root / "usr/local/sbin/stalwart-tls-sync"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755 and script.stat().st_uid == 0
+    text = script.read_text()
+    for line in ("set -euo pipefail", "namespace=mail", "secret=mail-tls", "key_group=stalwart"):
+        assert f"\n{line}\n" in text
+    gid = int(host.chroot("getent", "group", "stalwart").stdout.split(":")[2])
+    tls = root / "etc/stalwart/tls"
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o750 and tls.stat().st_gid == gid
+    service = _read(converged, "etc/systemd/system/stalwart-tls-sync.service")
+    assert "\nExecStart=/usr/local/sbin/stalwart-tls-sync\n" in service
+    assert "\nReadWritePaths=/etc/stalwart/tls\n" in service
+    assert "\nOnCalendar=hourly\n" in _read(converged, "etc/systemd/system/stalwart-tls-sync.timer")
+    timer = root / "etc/systemd/system/timers.target.wants/stalwart-tls-sync.timer"
+    assert os.readlink(timer) == "/etc/systemd/system/stalwart-tls-sync.timer"
+    installed = host.chroot("dpkg-query", "-W", "-f", "${Status}", "openssl")
+    assert installed.stdout == "install ok installed"
+
+    def sync() -> str:
+        done = host.chroot(
+            "/usr/bin/env",
+            "SYSTEMD_OFFLINE=1",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "/usr/local/sbin/stalwart-tls-sync",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    assert "Secret mail/mail-tls has no tls.crt and tls.key yet" in sync()
+    assert list(tls.iterdir()) == []
+    cert, key = _tls_pair(tmp_path / "pair")
+    served = root / "var/lib/k3s-stand-in/mail/mail-tls"
+    served.parent.mkdir(parents=True)
+    served.write_bytes(base64.b64encode(cert) + b" " + base64.b64encode(key))
+    first, second = sync(), sync()
+    assert "Running in chroot, ignoring command 'try-reload-or-restart'" in first
+    assert "up to date" in second and "try-reload-or-restart" not in second
+    assert (tls / "fullchain.pem").read_bytes() == cert
+    assert (tls / "privkey.pem").read_bytes() == key
+    assert sorted(p.name for p in tls.iterdir()) == ["fullchain.pem", "privkey.pem"]
+    written = (tls / "privkey.pem").stat()
+    assert (stat.S_IMODE(written.st_mode), written.st_uid, written.st_gid) == (0o640, 0, gid)
+    assert stat.S_IMODE((tls / "fullchain.pem").stat().st_mode) == 0o644
+    body = [line for line in key.decode().splitlines() if "PRIVATE KEY" not in line]
+    assert not [line for line in body if line in first + second]
+
+
 def test_units_verify(converged: Converged) -> None:
     done = converged.host.chroot(
         "systemd-analyze",
@@ -248,6 +316,8 @@ def test_units_verify(converged: Converged) -> None:
         "--man=no",
         "/etc/systemd/system/k3s.service",
         "/etc/systemd/system/stalwart.service",
+        "/etc/systemd/system/stalwart-tls-sync.service",
+        "/etc/systemd/system/stalwart-tls-sync.timer",
         *(f"/etc/systemd/system/restic-{unit}-{source}.service"
           for unit in ("backup", "copy", "check") for source in ("mail", "postgres")),
     )  # fmt: skip
