@@ -1,4 +1,5 @@
-"""Stalwart >= 0.16 management over JMAP: the registry objects ``x:Domain`` and ``x:DkimSignature``.
+"""Stalwart >= 0.16 management over JMAP: the registry objects ``x:Domain`` and ``x:DkimSignature``,
+and the server's ``x:Certificate``, ``x:NetworkListener`` and ``x:SystemSettings`` (a singleton).
 
 ``GET /jmap/session`` names the ``apiUrl``; every call is a ``POST`` there with the capabilities
 ``urn:ietf:params:jmap:core`` and ``urn:stalwart:jmap``. Errors arrive on three levels, all
@@ -17,6 +18,9 @@ from components.providers._http import PermanentApiError, TokenClient
 SYSTEM = "stalwart"
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 _CALL_ID = "c0"
+# The id of a singleton object such as x:SystemSettings (stalwartlabs/cli src/commands/apply.rs,
+# resolve_update_id).
+SINGLETON = "singleton"
 # RFC 8620 method errors after which the same call may later succeed.
 _RETRYABLE_METHOD_ERRORS = frozenset({"serverUnavailable", "serverPartialFail", "rateLimit"})
 _SET_FAILURES = (("notCreated", "create"), ("notUpdated", "update"), ("notDestroyed", "destroy"))
@@ -83,6 +87,51 @@ class StalwartClient(TokenClient):
     def destroy_dkim(self, ids: Sequence[str]) -> None:
         if ids:
             self._destroy("DkimSignature", ids)
+
+    # --- server settings: certificates, listeners, the SystemSettings singleton ---------
+
+    def certificate_ids(self) -> list[str]:
+        """Ids of all ``x:Certificate`` objects (there is no name to look one up by)."""
+        return self.query("Certificate", {})
+
+    def find_listener(self, name: str) -> str | None:
+        """Id of the ``x:NetworkListener`` called ``name`` (its unique identifier), or None."""
+        ids = self.query("NetworkListener", {"name": name})
+        return ids[0] if ids else None
+
+    def get_one(self, obj: str, object_id: str, properties: Sequence[str]) -> dict[str, Any] | None:
+        """One registry object, or None when it does not exist (``notFound``)."""
+        found = [
+            item for item in self.get(obj, [object_id], properties) if item.get("id") == object_id
+        ]
+        return found[0] if found else None
+
+    def create_object(self, obj: str, props: Mapping[str, Any]) -> str:
+        """Create one ``x:<obj>`` and return its server-assigned id."""
+        result = self.set(obj, create={"c0": dict(props)})
+        created = self._http.as_object((result.get("created") or {}).get("c0"), f"created {obj}")
+        if not created.get("id"):
+            raise self._http.permanent(f"x:{obj}/set: created {obj} has no id")
+        return str(created["id"])
+
+    def update_object(self, obj: str, object_id: str, patch: Mapping[str, Any]) -> None:
+        """Patch one object (only the given properties change); a no-op for an empty patch."""
+        if patch:
+            self.set(obj, update={object_id: dict(patch)})
+
+    def destroy_object(self, obj: str, object_id: str) -> bool:
+        """Destroy one object; False when it was already gone (a retried delete)."""
+        return self._destroy(obj, [object_id])
+
+    def get_singleton(self, obj: str, properties: Sequence[str]) -> dict[str, Any]:
+        """The singleton ``x:<obj>`` (id ``singleton``; singletons have no ``/query``)."""
+        found = self.get_one(obj, SINGLETON, properties)
+        if found is None:
+            raise self._http.permanent(f"x:{obj}/get: the singleton is missing")
+        return found
+
+    def update_singleton(self, obj: str, patch: Mapping[str, Any]) -> None:
+        self.update_object(obj, SINGLETON, patch)
 
     # --- generic registry methods --------------------------------------------------------
 

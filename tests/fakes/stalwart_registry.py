@@ -1,9 +1,15 @@
-"""The object side of the fake Stalwart: ``x:Domain`` and ``x:DkimSignature`` in memory.
+"""The object side of the fake Stalwart: ``x:Domain``, ``x:DkimSignature``, ``x:Certificate``,
+``x:NetworkListener`` and the ``x:SystemSettings`` singleton in memory.
 
 Follows the 0.16 registry: property update modes (``serverSet`` writes give ``invalidPatch``),
 defaults, unique domain names (``primaryKeyViolation``), the DKIM -> Domain foreign key
 (``objectIsLinked`` / ``invalidForeignKey``), DKIM keys made by a background task after a create
 with ``dkimManagement`` Automatic, and ``dnsZoneFile`` computed on get in Stalwart's BIND format.
+Server settings: certificates read (and parsed) from ``files``, a fake of the host's files, with
+the derived ``serverSet`` properties; listeners with schema defaults, a unique ``name`` that is
+``immutable`` after create; the singleton (no ``/query``, no create or destroy) whose
+``defaultCertificateId`` is a foreign key (``invalidForeignKey``; ``objectIsLinked`` on the
+certificate's destroy).
 Not thread-safe by itself: the server calls it under one lock.
 """
 
@@ -16,6 +22,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 Json = dict[str, Any]
 Result = tuple[str, Json]
@@ -30,7 +39,35 @@ DKIM_PROPS = {
     "nextTransitionAt", "canonicalization", "headers", "expire", "report", "auid", "thirdParty",
     "thirdPartyHash", "memberTenantId",
 }  # fmt: skip
-SERVER_SET = {"createdAt", "dnsZoneFile", "publicKey"}
+CERTIFICATE_PROPS = {
+    "certificate", "privateKey", "issuer", "notValidAfter", "notValidBefore",
+    "subjectAlternativeNames",
+}  # fmt: skip
+LISTENER_PROPS = {
+    "name", "bind", "protocol", "useTls", "tlsImplicit", "maxConnections",
+    "overrideProxyTrustedNetworks", "socketBacklog", "socketNoDelay", "socketReceiveBufferSize",
+    "socketReuseAddress", "socketReusePort", "socketSendBufferSize", "socketTosV4", "socketTtl",
+    "tlsDisableCipherSuites", "tlsDisableProtocols", "tlsIgnoreClientOrder", "tlsTimeout",
+}  # fmt: skip
+# x:NetworkListener defaults of the registry schema.
+LISTENER_DEFAULTS: dict[str, Any] = {
+    "maxConnections": 8192, "protocol": "smtp", "socketBacklog": 1024, "socketNoDelay": True,
+    "socketReuseAddress": True, "socketReusePort": True, "tlsIgnoreClientOrder": True,
+    "tlsTimeout": 60000, "useTls": True, "tlsImplicit": False, "bind": {},
+    "overrideProxyTrustedNetworks": {}, "tlsDisableCipherSuites": {}, "tlsDisableProtocols": {},
+}  # fmt: skip
+LISTENER_PROTOCOLS = {"smtp", "lmtp", "http", "imap", "pop3", "manageSieve"}
+SETTINGS_PROPS = {
+    "defaultCertificateId", "defaultDomainId", "defaultHostname", "mailExchangers",
+    "maxConnections", "providerInfo", "proxyTrustedNetworks", "services", "threadPoolSize",
+}  # fmt: skip
+SINGLETON = "singleton"
+SERVER_SET = {
+    "createdAt", "dnsZoneFile", "publicKey",
+    "issuer", "notValidAfter", "notValidBefore", "subjectAlternativeNames",
+}  # fmt: skip
+IMMUTABLE = {"NetworkListener": {"name"}}
+TEXT_VARIANTS = {"Text", "EnvironmentVariable", "File"}
 ALGORITHMS = {"Dkim1Ed25519Sha256": True, "Dkim1RsaSha256": True}
 
 
@@ -61,6 +98,17 @@ class Registry:
         """Seconds until the DKIM task runs after a create; None: it never runs."""
         self._tasks: list[tuple[float, str]] = []
         self._ids = itertools.count(1)
+        self.files: dict[str, str] = {}
+        """The mail host's files Stalwart can read (path -> text), for ``File`` values."""
+        self.certificates: dict[str, Json] = {}
+        self.listeners: dict[str, Json] = {}
+        self.settings: Json = {
+            "defaultHostname": "localhost", "defaultCertificateId": None,
+            "defaultDomainId": None, "mailExchangers": {"0": {"priority": 10}},
+            "maxConnections": 8192, "providerInfo": {}, "proxyTrustedNetworks": {},
+            "threadPoolSize": None,
+        }  # fmt: skip
+        """The x:SystemSettings singleton (id ``singleton``)."""
 
     def method(self, name: str) -> Callable[[Json], Result] | None:
         return {
@@ -70,6 +118,24 @@ class Registry:
             "x:DkimSignature/query": self._dkim_query,
             "x:DkimSignature/get": lambda a: self._get(a, self.dkim, DKIM_PROPS, self._dkim_view),
             "x:DkimSignature/set": self._dkim_set,
+            "x:Certificate/query": self._certificate_query,
+            "x:Certificate/get": lambda a: self._get(
+                a, self.certificates, CERTIFICATE_PROPS, self._plain_view(self.certificates)
+            ),
+            "x:Certificate/set": self._certificate_set,
+            "x:NetworkListener/query": self._listener_query,
+            "x:NetworkListener/get": lambda a: self._get(
+                a, self.listeners, LISTENER_PROPS, self._plain_view(self.listeners)
+            ),
+            "x:NetworkListener/set": self._listener_set,
+            # A singleton: no /query, one object with the id "singleton".
+            "x:SystemSettings/get": lambda a: self._get(
+                a,
+                {SINGLETON: self.settings},
+                SETTINGS_PROPS,
+                self._plain_view({SINGLETON: self.settings}),
+            ),  # fmt: skip
+            "x:SystemSettings/set": self._settings_set,
         }.get(name)
 
     def run_tasks(self) -> None:
@@ -243,6 +309,198 @@ class Registry:
     def _dkim_view(self, key_id: str, props: set[str]) -> Json:
         return {k: v for k, v in self.dkim[key_id].items() if k in props or k == "@type"}
 
+    # --- x:Certificate -------------------------------------------------------------------
+
+    def _certificate_query(self, args: Json) -> Result:
+        filter_ = args.get("filter") or {}
+        for key in filter_:
+            if key != "text":
+                return self._unsupported(key)
+        text = filter_.get("text", "")
+        ids = [
+            i
+            for i, c in self.certificates.items()
+            if not text or any(text in name for name in c["subjectAlternativeNames"])
+        ]
+        return self._query_response(ids)
+
+    def _certificate_set(self, args: Json) -> Result:
+        def create(obj: Json) -> Json:
+            problem = self._writable(obj, CERTIFICATE_PROPS)
+            merged = {"certificate": None, "privateKey": None, **(obj if not problem else {})}
+            problem = problem or self._certificate_problem(merged)
+            if problem:
+                return problem
+            cert_id = self.new_id()
+            self.certificates[cert_id] = self._with_parsed(merged)
+            return {"id": cert_id}
+
+        def update(cert_id: str, patch: Json) -> Json | None:
+            problem = self._writable(patch, CERTIFICATE_PROPS)
+            merged = {**self.certificates[cert_id], **patch}
+            problem = problem or self._certificate_problem(merged)
+            if problem:
+                return problem
+            self.certificates[cert_id] = self._with_parsed(merged)
+            return None
+
+        def linked(cert_id: str) -> list[tuple[str, str]]:
+            uses = self.settings.get("defaultCertificateId") == cert_id
+            return [("SystemSettings", SINGLETON)] if uses else []
+
+        return self._set(args, "Certificate", self.certificates, create, update, linked)
+
+    def _text_of(self, value: Any, prop: str) -> tuple[str | None, Json | None]:
+        """The text behind an x:PublicText / x:SecretText value, or the SetError."""
+        if not isinstance(value, dict) or value.get("@type") not in TEXT_VARIANTS:
+            return None, _invalid("Required", prop)
+        if value["@type"] == "File":
+            path = value.get("filePath")
+            if not isinstance(path, str) or path not in self.files:
+                reason = f"Failed to read file {path!r}"
+                return None, _set_error("invalidProperties", properties=[prop], description=reason)
+            return self.files[path], None
+        if value["@type"] == "Text":
+            return str(value.get("value" if prop == "certificate" else "secret") or ""), None
+        reason = "Environment variable not found"
+        return None, _set_error("invalidProperties", properties=[prop], description=reason)
+
+    def _certificate_problem(self, cert: Json) -> Json | None:
+        pem, problem = self._text_of(cert.get("certificate"), "certificate")
+        key_pem, key_problem = self._text_of(cert.get("privateKey"), "privateKey")
+        if problem or key_problem:
+            return problem or key_problem
+        try:
+            parsed = x509.load_pem_x509_certificate(str(pem).encode())
+        except ValueError:
+            reason = "Failed to parse certificate"
+            return _set_error("invalidProperties", properties=["certificate"], description=reason)
+        try:
+            key = serialization.load_pem_private_key(str(key_pem).encode(), password=None)
+        except (ValueError, TypeError):
+            reason = "Failed to parse private key"
+            return _set_error("invalidProperties", properties=["privateKey"], description=reason)
+        if key.public_key() != parsed.public_key():
+            reason = "Private key does not match certificate"
+            return _set_error("invalidProperties", properties=["privateKey"], description=reason)
+        return None
+
+    def _with_parsed(self, cert: Json) -> Json:
+        """The stored object plus what the server derives from the PEM (serverSet props)."""
+        pem, _ = self._text_of(cert["certificate"], "certificate")
+        parsed = x509.load_pem_x509_certificate(str(pem).encode())
+        try:
+            san = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            names = san.value.get_values_for_type(x509.DNSName)
+        except x509.ExtensionNotFound:
+            names = []
+        return {
+            "certificate": cert["certificate"],
+            "privateKey": cert["privateKey"],
+            "issuer": parsed.issuer.rfc4514_string(),
+            "notValidBefore": f"{parsed.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}",
+            "notValidAfter": f"{parsed.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}",
+            "subjectAlternativeNames": dict.fromkeys(names, True),
+        }
+
+    # --- x:NetworkListener ---------------------------------------------------------------
+
+    def _listener_query(self, args: Json) -> Result:
+        filter_ = args.get("filter") or {}
+        for key in filter_:
+            if key not in {"name", "text"}:
+                return self._unsupported(key)
+        ids = [
+            i
+            for i, listener in self.listeners.items()
+            if filter_.get("name", listener["name"]) == listener["name"]
+            and filter_.get("text", "") in listener["name"]
+        ]
+        return self._query_response(ids)
+
+    def _listener_set(self, args: Json) -> Result:
+        def create(obj: Json) -> Json:
+            problem = self._writable(obj, LISTENER_PROPS)
+            merged = {**LISTENER_DEFAULTS, **(obj if not problem else {})}
+            problem = problem or self._listener_problem(merged, None)
+            if problem:
+                return problem
+            listener_id = self.new_id()
+            self.listeners[listener_id] = merged
+            return {"id": listener_id}
+
+        def update(listener_id: str, patch: Json) -> Json | None:
+            problem = self._writable(patch, LISTENER_PROPS, "NetworkListener")
+            merged = {**self.listeners[listener_id], **patch}
+            problem = problem or self._listener_problem(merged, listener_id)
+            if problem:
+                return problem
+            self.listeners[listener_id] = merged
+            return None
+
+        return self._set(args, "NetworkListener", self.listeners, create, update, lambda _: [])
+
+    def _listener_problem(self, obj: Json, listener_id: str | None) -> Json | None:
+        name = obj.get("name")
+        if not isinstance(name, str) or not name:
+            return _invalid("Required", "name")
+        if obj.get("protocol") not in LISTENER_PROTOCOLS:
+            reason = f"Invalid value for enum NetworkListenerProtocol: {obj.get('protocol')!r}"
+            return _set_error("invalidProperties", properties=["protocol"], description=reason)
+        bind = obj.get("bind")
+        if not isinstance(bind, dict) or not bind:
+            return _invalid("MinLength", "bind", required=1)
+        for address in bind:
+            host, _, port = address.rpartition(":")
+            if not port.isdigit() or not host or not 0 < int(port) < 65536:
+                return _invalid("Invalid", "bind", value=address)
+        for flag in ("useTls", "tlsImplicit"):
+            if not isinstance(obj.get(flag), bool):
+                return _set_error("invalidProperties", properties=[flag])
+        for other_id, other in self.listeners.items():
+            if other_id != listener_id and other["name"] == name:
+                owner = {"object": "NetworkListener", "id": other_id}
+                return _set_error("primaryKeyViolation", properties=["name"], objectId=owner)
+        return None
+
+    # --- x:SystemSettings (singleton) ----------------------------------------------------
+
+    def _settings_set(self, args: Json) -> Result:
+        def create(_obj: Json) -> Json:
+            return _set_error("singleton", description="Cannot create a singleton object")
+
+        def update(_id: str, patch: Json) -> Json | None:
+            problem = self._writable(patch, SETTINGS_PROPS)
+            if problem:
+                return problem
+            cert_id = patch.get("defaultCertificateId", self.settings["defaultCertificateId"])
+            if cert_id is not None and cert_id not in self.certificates:
+                target = {"object": "Certificate", "id": cert_id}
+                return _set_error("invalidForeignKey", objectId=target)
+            hostname = patch.get("defaultHostname", self.settings["defaultHostname"])
+            if not isinstance(hostname, str) or not hostname:
+                return _invalid("MinLength", "defaultHostname", required=1)
+            self.settings.update(patch)
+            return None
+
+        singleton = {SINGLETON: self.settings}
+        if args.get("destroy"):
+            # Destroying a singleton: refused per object (forbidden), nothing else happens.
+            rest = {k: v for k, v in args.items() if k != "destroy"}
+            out = self._set(rest, "SystemSettings", singleton, create, update, lambda _: [])[1]
+            out["notDestroyed"] = {
+                i: _set_error("forbidden", description="Cannot destroy a singleton")
+                for i in args["destroy"]
+            }
+            return "set", out
+        return self._set(args, "SystemSettings", singleton, create, update, lambda _: [])
+
+    def _plain_view(self, store: dict[str, Json]) -> Callable[[str, set[str]], Json]:
+        def view(object_id: str, props: set[str]) -> Json:
+            return {k: v for k, v in store[object_id].items() if k in props}
+
+        return view
+
     # --- shared method shapes ------------------------------------------------------------
 
     def _get(
@@ -301,7 +559,9 @@ class Registry:
         out.update({k: v or None for k, v in out.items()})
         return "set", out
 
-    def _writable(self, obj: Any, known: set[str]) -> Json | None:
+    def _writable(self, obj: Any, known: set[str], updating: str | None = None) -> Json | None:
+        """Unknown or server-set properties; with ``updating`` (the object type), also the
+        ``immutable`` ones, which only a create may write."""
         if not isinstance(obj, dict):
             return _set_error("invalidProperties", description="expected an object")
         unknown = [k for k in obj if k not in known]
@@ -311,6 +571,10 @@ class Registry:
         if server_set:
             reason = "Cannot modify server set property"
             return _set_error("invalidPatch", properties=server_set, description=reason)
+        read_only = [k for k in obj if k in IMMUTABLE.get(updating or "", set())]
+        if read_only:
+            reason = "Cannot modify read-only property"
+            return _set_error("invalidPatch", properties=read_only, description=reason)
         return None
 
     def _query_response(self, ids: list[str]) -> Result:
