@@ -18,6 +18,7 @@ import pulumi
 from components import identity_platform as idp
 from components import services as svc
 from components.cluster import cluster_provider
+from components.mail_server import MailServer, MailServerArgs
 from components.server import DedicatedServer, DedicatedServerArgs
 from components.services import mongodb
 from components.storage import BackupStorageBox, StorageBoxArgs
@@ -120,6 +121,14 @@ def build(environment: Environment, secrets: StackSecrets) -> None:
         environment, hetzner, boxes, secrets, depends_on=[server, repositories]
     )
     pulumi.export("host_configuration", host.run.triggers)
+    # Stalwart's listeners, certificate and host name live in its datastore (0.16): declared
+    # here over JMAP once the playbook has installed it. Its TLS files are the ones the host's
+    # stalwart-tls-sync timer copies from mail/mail-tls.
+    MailServer(
+        "mail-server",
+        MailServerArgs(hostname=environment.hostnames.mail),
+        opts=pulumi.ResourceOptions(depends_on=[host]),
+    )
 
 
 def identity_args(environment: Environment, secrets: StackSecrets) -> idp.PlatformIdentityArgs:

@@ -115,3 +115,20 @@ def test_dev_has_no_host_parts() -> None:
     recording = harness.run(lambda: run(inputs), "platform")
     kinds = {r.type for r in recording.resources}
     assert not {REPO_TYPE, KEYS_TYPE, "command:local:Command"} & kinds
+
+
+def test_stalwart_is_configured_after_the_playbook_installed_it() -> None:
+    listeners = {r.name: r.inputs for r in RECORDING.of_type("pulumi-python:dynamic/stalwart:")}
+    ports = sorted(
+        int(bind.rsplit(":", 1)[1])
+        for inputs in listeners.values()
+        for bind in inputs.get("bind", [])
+    )
+    assert ports == [25, 465, 587, 993, 8080]
+    (certificate,) = [i for i in listeners.values() if "certificate_path" in i]
+    assert certificate["certificate_path"] == "/etc/stalwart/tls/fullchain.pem"
+    (settings,) = [i for i in listeners.values() if "default_hostname" in i]
+    assert settings["default_hostname"] == "mail.dezky.eu"
+    order = [r.name for r in RECORDING.resources]
+    first_mail = min(order.index(name) for name in listeners)
+    assert first_mail > order.index("host-ansible")
