@@ -27,7 +27,7 @@ from automation.render import SECRET, DeclaredResource, render
 from components.services import certmanager
 from tests.golden.test_golden import CASES, _inputs
 
-KUBERNETES_VERSION = "1.31"  # the k3s minor the platform pins
+KUBERNETES_VERSION = "1.33"  # the k3s minor the platform pins (ansible/roles/k3s)
 SCHEMAS = Path(__file__).parent / "schemas"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # Custom resource kinds the programs declare -> the CRD's openAPIV3Schema at the pinned version.
