@@ -225,3 +225,9 @@ def test_every_case_was_checked() -> None:
         "kubernetes:core/v1:Secret",
     }
     assert Path(CASES / "platform").is_dir()  # the platform's shared flows are checked too
+
+
+def test_objects_are_validated_for_the_kubernetes_the_host_runs() -> None:
+    defaults = Path(__file__).resolve().parents[2] / "ansible/roles/k3s/defaults/main.yml"
+    pinned = re.search(r"^k3s_version: v(\d+\.\d+)\.", defaults.read_text(), re.M)
+    assert pinned is not None and pinned.group(1) == KUBERNETES_VERSION
