@@ -75,16 +75,6 @@ class Lease(Protocol):
     def release(self) -> None: ...
 
 
-class HeldLease:
-    """For a caller that already holds the stack (the worker's claim holds it in MongoDB)."""
-
-    def acquire(self, wait: float = 0.0) -> None:
-        return None
-
-    def release(self) -> None:
-        return None
-
-
 class Runner:
     """Executes run requests against the engine; safe to share between threads."""
 

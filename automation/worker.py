@@ -24,7 +24,7 @@ from automation.orchestrate import spec_for
 from automation.plan import Workspace
 from automation.progress import StackEvent
 from automation.records import RunRecord, RunState
-from automation.runner import HeldLease, Runner, RunRequest, now
+from automation.runner import Runner, RunRequest, now
 from automation.settings import Settings
 from tenants.problems import SpecError
 
@@ -94,8 +94,10 @@ class Worker:
             spec = spec_for(ws, run.stack)
         except SpecError as exc:
             return _failed(run, classify(exc, True))
+        # The claim's stack lock keeps workers apart; the runner's file lease also keeps a CLI
+        # run on this machine (same .state/) and this run apart.
         runner = Runner(self.engine(), self.settings, self.store, sink, cancel,
-                        git_commit=run.git_commit, lease=lambda _: HeldLease())  # fmt: skip
+                        git_commit=run.git_commit)  # fmt: skip
         request = RunRequest(run.stack, run.operation, run.requested_by, id=run.id)
         result = runner.execute(request, spec)
         if result.tenant is not None:

@@ -12,12 +12,13 @@ from pydantic import SecretStr
 from pymongo.database import Database
 
 from automation.engine import Engine
+from automation.lease import FileLease
 from automation.mongo import RunStore
 from automation.records import Operation, Reason, RunRecord, RunState
 from automation.runner import new_run_id, now
 from automation.settings import Settings
 from automation.worker import Worker
-from tests.fakes.pulumi_cli import install_fake_pulumi
+from tests.fakes.pulumi_cli import install_fake_pulumi, read_calls
 from tests.runs.conftest import make_repo
 
 STEPS = [
@@ -104,3 +105,22 @@ def test_a_cancel_request_stops_the_run(tmp_path: Path, db: Database[dict[str, A
     timer.join()
     assert result is not None and result.state is RunState.CANCELLED
     assert store.get(run.id).state is RunState.CANCELLED  # type: ignore[union-attr]
+
+
+def test_a_cli_run_on_this_machine_keeps_the_worker_off_the_stack(
+    tmp_path: Path, db: Database[dict[str, Any]]
+) -> None:
+    store, worker = setup(tmp_path, db, {"stacks": {"*": {"steps": STEPS}}})
+    cli = FileLease(worker.settings.locks_dir, "tenant-acme", "cli-run", "up", 30)
+    cli.acquire(0.0)
+    try:
+        enqueue(store)
+        busy = worker.run_once()
+        assert busy is not None and busy.reason is Reason.UPDATE_CONFLICT, busy
+        assert "cli-run" in busy.message
+        assert not [c for c in read_calls(tmp_path / "fake") if c["argv"][:1] == ["up"]]
+    finally:
+        cli.release()
+    enqueue(store)
+    done = worker.run_once()
+    assert done is not None and done.state is RunState.SUCCEEDED, done.message
