@@ -36,6 +36,10 @@ PROVIDER_CONFIG: Mapping[str, tuple[str, bool]] = {
     "OCIS_URL": ("ocis:url", False),
     "OCIS_TOKEN": ("ocis:token", True),
     "HCLOUD_TOKEN": ("hcloud:token", True),
+    # A Robot *webservice* user (not the account login); ROBOT_URL only for tests.
+    "ROBOT_USER": ("robot:user", False),
+    "ROBOT_PASSWORD": ("robot:password", True),
+    "ROBOT_URL": ("robot:url", False),
 }
 
 
