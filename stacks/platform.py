@@ -24,7 +24,7 @@ from components.services import mongodb
 from components.storage import BackupStorageBox, StorageBoxArgs
 from stacks import platform_host, refs
 from stacks import secrets as names
-from stacks.secrets import StackSecrets, offline_secret
+from stacks.secrets import StackSecrets
 from tenants.environment import (
     OPERATOR_PORTAL_OIDC_ENV,
     Environment,
@@ -32,17 +32,6 @@ from tenants.environment import (
     Services,
     StorageBox,
 )
-
-# Kept under its first name: the platform's secret lookup.
-PlatformSecrets = StackSecrets
-__all__ = [
-    "PlatformSecrets",
-    "build",
-    "identity_args",
-    "mail_front_door",
-    "offline_secret",
-    "services_args",
-]
 
 # The Authentik application (OAuth2/OpenID provider) OCIS signs users in with: its web client's
 # id, and the pages it sends users back to (ocis web: the callback and silent token renewal).
@@ -112,7 +101,7 @@ def build(environment: Environment, secrets: StackSecrets) -> None:
     )
     pulumi.export("server_ip", server.server_ip)
     boxes: dict[str, BackupStorageBox] = {}
-    for role, box in (("backup", hetzner.backup_box), ("dr", hetzner.dr_box)):
+    for role, box in hetzner.boxes.items():
         boxes[role] = BackupStorageBox(role, _box_args(box, hetzner, secrets))
         pulumi.export(f"{role}_storage_box_server", boxes[role].box.server)
     repositories = platform_host.backup_repositories(hetzner, boxes, secrets)

@@ -79,7 +79,6 @@ def backup_repositories(
 ) -> BackupRepositories:
     """One repository per box and source, in the source's subaccount."""
     sources = [source.name for source in BACKUP_SOURCES]
-    by_role = {"backup": hetzner.backup_box, "dr": hetzner.dr_box}
     return BackupRepositories(
         "restic",
         BackupRepositoriesArgs(
@@ -89,7 +88,7 @@ def backup_repositories(
                     host=box.box.server,
                     users={s.name: box.subaccounts[s.subaccount].username for s in BACKUP_SOURCES},
                     passwords={s: secrets.lookup(restic_password_name(role, s)) for s in sources},
-                    known_hosts=by_role[role].known_hosts,
+                    known_hosts=hetzner.boxes[role].known_hosts,
                 )
                 for role, box in boxes.items()
             },
@@ -120,7 +119,6 @@ def host_configuration(
                 "path": source.name,
             }
         sources.append(entry)
-    by_role = {"backup": hetzner.backup_box, "dr": hetzner.dr_box}
     variables: dict[str, Any] = {
         "site_target": "all",
         "base_root_authorized_keys": list(hetzner.root_authorized_keys),
@@ -129,7 +127,7 @@ def host_configuration(
         "stalwart_hostname": hosts.mail,
         "restic_sources": sources,
         "restic_known_hosts": [
-            line for box in by_role.values() for line in box.known_hosts.splitlines() if line
+            line for box in hetzner.boxes.values() for line in box.known_hosts.splitlines() if line
         ],
     }
     secret_variables: dict[str, Any] = {

@@ -114,6 +114,11 @@ class Hetzner(_Frozen):
         "to the Storage Boxes (main accounts and subaccounts) to manage keys and repositories.",
     )
 
+    @property
+    def boxes(self) -> dict[str, StorageBox]:
+        """The Storage Boxes by role: ``backup`` (restic repositories) and ``dr`` (their copy)."""
+        return {"backup": self.backup_box, "dr": self.dr_box}
+
 
 class Capacity(_Frozen):
     """What the platform can hold; tenants' quotas must fit, with headroom to spare."""
