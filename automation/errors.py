@@ -15,14 +15,15 @@ from pulumi.automation import errors as auto_errors
 
 from automation.lease import StackBusyError
 from automation.records import Reason
+from components.providers._http import RETRYABLE_MARKER
 from tenants.problems import SpecError
 
 MESSAGE_LIMIT = 600
 # Dynamic providers' errors arrive as engine text: "<system>: <message>", and a retryable
-# one ends with components.providers._http.RETRYABLE_MARKER.
+# one ends with RETRYABLE_MARKER.
 _SYSTEMS = r"\b(stalwart|ocis|robot|restic|storagebox): "
 _PROVIDER = re.compile(_SYSTEMS)
-_PROVIDER_TRANSIENT = re.compile(_SYSTEMS + r"[^\n]*\(retryable\)", re.I)
+_PROVIDER_TRANSIENT = re.compile(_SYSTEMS + r"[^\n]*" + re.escape(RETRYABLE_MARKER), re.I)
 
 
 class EngineMissingError(Exception):

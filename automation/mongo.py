@@ -57,8 +57,10 @@ class RunStore:
     def ensure_indexes(self) -> None:
         self.runs.create_index([("state", 1), ("created_at", 1)], name="queue")
         self.runs.create_index([("stack", 1), ("operation", 1), ("state", 1)], name="dedupe")
-        self.runs.create_index([("tenant", 1), ("created_at", -1)], name="by_tenant")
-        self.runs.create_index([("created_at", -1)], name="recent")
+        # What list() filters and sorts on (created_dt, then _id for the cursor).
+        by_tenant = [("tenant", 1), ("created_dt", -1), ("_id", -1)]
+        self.runs.create_index(by_tenant, name="by_tenant_dt")
+        self.runs.create_index([("created_dt", -1), ("_id", -1)], name="recent_dt")
         self.runs.create_index(
             [("requested_by", 1), ("idempotency_key", 1)],
             name="idempotency",

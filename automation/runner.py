@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 from automation import guards
 from automation.engine import Engine, OnEvent, OperationResult, Stack
@@ -67,14 +66,6 @@ class _Outcome:
     outputs: dict[str, object] = field(default_factory=dict)
 
 
-class Lease(Protocol):
-    """One run per stack: taken before the engine starts, released after."""
-
-    def acquire(self, wait: float = 0.0) -> None: ...
-
-    def release(self) -> None: ...
-
-
 class Runner:
     """Executes run requests against the engine; safe to share between threads."""
 
@@ -87,16 +78,10 @@ class Runner:
         cancel: threading.Event,
         sleep: Callable[[float], None] = time.sleep,
         git_commit: str | None = None,
-        lease: Callable[[RunRequest], Lease] | None = None,
     ) -> None:
         self.engine, self.settings, self.store = engine, settings, store
         self.sink, self.cancel, self.sleep = sink, cancel, sleep
         self.git_commit = git_commit
-        self.lease = lease or self._file_lease
-
-    def _file_lease(self, request: RunRequest) -> Lease:
-        return FileLease(self.settings.locks_dir, request.stack, request.id,
-                         request.operation.value, self.settings.lease_seconds)  # fmt: skip
 
     def execute(self, request: RunRequest, spec: StackSpec) -> RunRecord:
         started = now()
@@ -132,17 +117,16 @@ class Runner:
             )
 
     def _once(self, request: RunRequest, spec: StackSpec, outcome: _Outcome) -> None:
-        lease = self.lease(request)
-        lease.acquire(request.wait)
-        try:
+        # One run per stack on this machine, in front of Pulumi's own lock.
+        with FileLease(self.settings.locks_dir, request.stack, request.id,
+                       request.operation.value, self.settings.lease_seconds) as lease:  # fmt: skip
+            lease.acquire(request.wait)
             if self.cancel.is_set():
                 raise CancelledError("cancelled before the engine started")
             stack = self.engine.stack(request.stack)
             log = StepLog()
             on_event = translate(request.stack, self.sink, log)
             result = self._operate(request, spec, stack, on_event, log, outcome)
-        finally:
-            lease.release()
         outcome.summary = ChangeSummary.from_engine(result.changes)
         outcome.outputs = result.outputs
         if request.operation is Operation.DRIFT:

@@ -101,4 +101,6 @@ def _work(uri: str, repo: Path, env: str, stop: threading.Event) -> None:
     settings = Settings.from_env(repo, env)
     store = mongo.RunStore(mongo.connect(uri), timedelta(seconds=settings.lease_seconds))
     store.ensure_indexes()
-    Worker(store, settings, lambda: Engine(settings), stop).run_forever()
+    # One engine for the worker's life: the CLI check and plugin installs happen once.
+    engine = Engine(settings)
+    Worker(store, settings, lambda: engine, stop).run_forever()

@@ -26,6 +26,7 @@ from automation.api import auth
 from automation.api.schemas import RunCreate, RunOut, RunPage, TenantStatus
 from automation.mongo import RunStore, decode_cursor, encode_cursor
 from automation.records import Operation, RunRecord, RunState
+from tenants.model import SLUG_PATTERN
 
 log = logging.getLogger("dezky.api")
 FINISHED = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.STALLED}
@@ -207,7 +208,7 @@ def create_app(store: RunStore, verifier: auth.TokenVerifier, settings: ApiSetti
     @app.get("/runs", response_model=RunPage, tags=["runs"])
     def list_runs(
         caller: Caller,
-        tenant: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$")] = None,
+        tenant: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
         state: RunState | None = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: str | None = None,

@@ -470,7 +470,8 @@ class StackStore:
         return [json.loads(p.read_text(encoding="utf-8")) for p in files]
 
     def add_history(self, entry: dict[str, Any]) -> None:
-        entry["version"] = len(self.history()) + 1
+        done = self.history_dir.glob("*.history.json") if self.history_dir.is_dir() else ()
+        entry["version"] = sum(1 for _ in done) + 1
         stamp = time.time_ns()
         _write_json(self.history_dir / f"{self.name}-{stamp}.history.json", entry)
         if self.path.exists():
