@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from automation.render import DeclaredResource, RenderedStack, render_all
 from stacks.naming import PLATFORM_STACK, tenant_slug, tenant_stack
 from stacks.program import StackInputs
 from tenants.environment import ENVIRONMENTS_DIR, Environment, load_environment
-from tenants.loader import TENANT_SUFFIX, load_tenants, parse_tenant, tenant_paths
+from tenants.loader import TENANT_SUFFIX, TenantFile, load_tenants, parse_tenant, tenant_paths
 from tenants.problems import SpecError
 from tenants.yamldoc import parse
 
@@ -121,14 +121,20 @@ def plan_change(ws: Workspace, base_ref: str, workers: int | None = None) -> Pla
             r.stack: r for r in render_all(_base_inputs(git, commit, stacks, base_env), workers)
         }
 
-    admission.admit(head_env, list(head.values()), _fleet_usage(ws, head_env, changed))
+    usage = _fleet_usage(ws, head_env, changed, head_files)
+    admission.admit(head_env, list(head.values()), usage)
     plans = [_stack_plan(s, titles.get(s, s), base.get(s), head.get(s)) for s in sorted(stacks)]
     return Plan(head_env.name, base_ref, tuple(p for p in plans if p is not None))
 
 
-def _fleet_usage(ws: Workspace, env: Environment, changed: set[str]) -> admission.Usage | None:
-    # Quotas change only with tenant files or the environment: only then read the whole fleet.
-    if not any(_tenant_file_slug(p) or p == ws.environment_path for p in changed):
+def _fleet_usage(
+    ws: Workspace, env: Environment, changed: set[str], loaded: Sequence[TenantFile]
+) -> admission.Usage | None:
+    # Quotas change only with tenant files or the environment: only then count the whole fleet.
+    # An environment change affects every tenant stack, so ``loaded`` is the fleet already.
+    if ws.environment_path in changed:
+        return admission.usage(f.tenant for f in loaded)
+    if not any(_tenant_file_slug(p) for p in changed):
         return None
     files = load_tenants(tenant_paths(ws.root / TENANTS_DIR), env.base_domain)
     return admission.usage(f.tenant for f in files)

@@ -157,6 +157,15 @@ def test_plan_base_checks_capacity_when_a_tenant_changes(repo: Path) -> None:
     assert "admission: tenants' mail quotas add up to 700 GB" in done.stderr
 
 
+def test_plan_base_checks_capacity_when_the_environment_shrinks(repo: Path) -> None:
+    path = repo / "environments" / "prod.yaml"
+    path.write_text(path.read_text().replace("mail_gb: 400", "mail_gb: 100"))
+    done = plan(repo)
+    assert done.returncode == 2
+    assert "admission: tenants' mail quotas add up to" in done.stderr
+    assert "100 GB" in done.stderr
+
+
 def test_changing_a_role_re_runs_the_playbook_on_the_platform_only(repo: Path) -> None:
     tasks = repo / "ansible" / "roles" / "base" / "defaults" / "main.yml"
     tasks.write_text(
