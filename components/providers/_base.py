@@ -66,22 +66,45 @@ class _Credentials:
     token: str = field(repr=False)
 
 
-class TokenProvider(dynamic.ResourceProvider, Generic[ClientT]):
+class DeclaredProvider(dynamic.ResourceProvider):
+    """``check`` and ``diff`` from declarations: ``inputs`` (the input properties), ``checks``
+    (input -> problem function) and ``replace_on`` / ``stables``."""
+
+    inputs: ClassVar[tuple[str, ...]]
+    checks: ClassVar[tuple[tuple[str, Callable[[Any], str | None]], ...]] = ()
+    replace_on: ClassVar[frozenset[str]] = frozenset()
+    stables: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        problems = known_problems(news, self.checks)
+        return dynamic.CheckResult(dict(news), [dynamic.CheckFailure(k, r) for k, r in problems])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        # Always an explicit answer: with None the engine diffs __provider too.
+        changed = self._changed(olds, news)
+        return dynamic.DiffResult(
+            changes=bool(changed),
+            replaces=[k for k in changed if k in self.replace_on],
+            stables=list(self.stables),
+            delete_before_replace=False,
+        )
+
+    def _changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        """The inputs that differ from the last state, or are not known yet (preview)."""
+        return [k for k in self.inputs if news.get(k) == UNKNOWN or olds.get(k) != news.get(k)]
+
+
+class TokenProvider(DeclaredProvider, Generic[ClientT]):
     """A provider that reaches its vendor with a ``TokenClient``; credentials only from config.
 
     Subclasses set ``system`` (config namespace and error prefix), ``product`` (its name in
-    messages), ``client_type`` (the ``TokenClient`` subclass ``_client()`` opens), ``inputs``
-    (the input properties, which ``read`` reports back from the live state), ``checks`` (input
-    -> problem function, for ``check``) and ``replace_on`` / ``stables`` (for ``diff``).
+    messages), ``client_type`` (the ``TokenClient`` subclass ``_client()`` opens) and the
+    declarations of ``DeclaredProvider``; ``read`` reports the ``inputs`` back from live state.
     """
 
     system: ClassVar[str]
     product: ClassVar[str]
     client_type: type[ClientT]
-    inputs: ClassVar[tuple[str, ...]]
-    checks: ClassVar[tuple[tuple[str, Callable[[Any], str | None]], ...]] = ()
-    replace_on: ClassVar[frozenset[str]] = frozenset()
-    stables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, http_timeout: float = 10.0, retry: RetryPolicy | None = None) -> None:
         super().__init__()
@@ -110,24 +133,6 @@ class TokenProvider(dynamic.ResourceProvider, Generic[ClientT]):
             )
         url, token = self._credentials.url, self._credentials.token
         return self.client_type(url, token, timeout=self.http_timeout, retry=self.retry)
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        problems = known_problems(news, self.checks)
-        return dynamic.CheckResult(dict(news), [dynamic.CheckFailure(k, r) for k, r in problems])
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        # Always an explicit answer: with None the engine diffs __provider too.
-        changed = self._changed(olds, news)
-        return dynamic.DiffResult(
-            changes=bool(changed),
-            replaces=[k for k in changed if k in self.replace_on],
-            stables=list(self.stables),
-            delete_before_replace=False,
-        )
-
-    def _changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
-        """The inputs that differ from the last state, or are not known yet (preview)."""
-        return [k for k in self.inputs if news.get(k) == UNKNOWN or olds.get(k) != news.get(k)]
 
     def _read_result(self, id_: str, outs: dict[str, Any] | None) -> dynamic.ReadResult:
         """The live ``outs`` with the inputs among them; None: gone out of band."""

@@ -53,7 +53,7 @@ from pulumi import dynamic
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.providers import _sftp
-from components.providers._base import known_problems
+from components.providers._base import DeclaredProvider, known_problems
 from components.providers._http import ApiError, PermanentApiError
 
 __all__ = [
@@ -225,7 +225,7 @@ class _Session:
 # --- the provider --------------------------------------------------------------------------
 
 
-class SubaccountAuthorizedKeysProvider(dynamic.ResourceProvider):
+class SubaccountAuthorizedKeysProvider(DeclaredProvider):
     """A subaccount's ``.ssh/authorized_keys``, written as the main account over SFTP."""
 
     inputs = ("host", "port", "user", "home_directory", "identity_file", "known_hosts", "keys")
@@ -254,18 +254,12 @@ class SubaccountAuthorizedKeysProvider(dynamic.ResourceProvider):
             inputs["keys"] = [k if k == UNKNOWN else str(k).strip() for k in news["keys"]]
         return dynamic.CheckResult(inputs, [dynamic.CheckFailure(k, r) for k, r in problems])
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [
+    def _changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        return [
             k
             for k in self.inputs
             if _unknown(news.get(k)) or _plain(olds.get(k)) != _plain(news.get(k))
         ]
-        return dynamic.DiffResult(
-            changes=bool(changed),
-            replaces=[k for k in changed if k in self.replace_on],
-            stables=[],
-            delete_before_replace=False,
-        )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         target, owner = _Target.of(props), uuid.uuid4().hex

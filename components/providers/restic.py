@@ -47,7 +47,7 @@ from pulumi import dynamic
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.providers import _sftp
-from components.providers._base import known_problems
+from components.providers._base import DeclaredProvider
 from components.providers._http import ApiError, PermanentApiError, RetryableApiError
 from components.providers._restic_output import Outcome, classify_output
 
@@ -220,7 +220,7 @@ class _Session:
 # --- the provider --------------------------------------------------------------------------
 
 
-class ResticRepositoryProvider(dynamic.ResourceProvider):
+class ResticRepositoryProvider(DeclaredProvider):
     """A restic repository on an SFTP server (a Storage Box subaccount); never deleted here."""
 
     inputs = ("host", "port", "user", "path", "identity_file", "known_hosts", "password")
@@ -240,22 +240,12 @@ class ResticRepositoryProvider(dynamic.ResourceProvider):
         self.restic = restic
         self.timeout = timeout
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        problems = known_problems(news, self.checks)
-        return dynamic.CheckResult(dict(news), [dynamic.CheckFailure(k, r) for k, r in problems])
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [
+    def _changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        return [
             k
             for k in self.inputs
             if news.get(k) == UNKNOWN or _plain(olds.get(k)) != _plain(news.get(k))
         ]
-        return dynamic.DiffResult(
-            changes=bool(changed),
-            replaces=[k for k in changed if k in self.replace_on],
-            stables=[],
-            delete_before_replace=False,
-        )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         target = _Target.of(props)
